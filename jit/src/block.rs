@@ -1,0 +1,389 @@
+//! Decoded blocks and their cache.
+//!
+//! A block is a run of decoded instructions starting at one RIP. It ends at
+//! a control transfer, at an instruction that must end a block (device
+//! access, interrupt-flag or mode change, see [`ends_block`]), before an
+//! instruction that would start on the next page, or at [`MAX_BLOCK_INSNS`].
+//! Block formation is a pure function of RIP, mode and guest bytes, so both
+//! engines see the same block boundaries (and interrupts are only taken
+//! there).
+//!
+//! Each instruction is decoded once, when its block is built, and carries
+//! the flags that are live after it and the interpreter handler resolved
+//! for it. A write to a physical page a block was decoded from drops the
+//! block (see `GuestMemory::mark_code_page`).
+
+use crate::emit::SemResult;
+use crate::exception::Exception;
+use crate::flags::FlagSet;
+use crate::interp::Interp;
+use crate::memory::GuestPhysAddr;
+use crate::mmu;
+use crate::semantics;
+use iced_x86::{Decoder, FlowControl, Instruction, Mnemonic, OpKind};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// Longest block, in instructions.
+pub const MAX_BLOCK_INSNS: usize = 64;
+
+/// The interpreter's handler for one instruction.
+pub type InterpFn = fn(&mut Interp, &Insn) -> SemResult;
+
+/// One decoded instruction.
+#[derive(Clone)]
+pub struct Insn {
+    /// The decoded form (operands, prefixes, next IP).
+    pub i: Instruction,
+    /// Arithmetic flags some later instruction may read before they are
+    /// overwritten. Everything is live at the end of a block and at any
+    /// instruction that can fault.
+    pub live_out: FlagSet,
+    /// How the interpreter executes it.
+    pub exec: InterpFn,
+}
+
+impl Insn {
+    /// RIP of the instruction after this one.
+    #[inline(always)]
+    pub fn next_ip(&self) -> u64 {
+        self.i.next_ip()
+    }
+}
+
+impl std::fmt::Debug for Insn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#x}: {}", self.i.ip(), self.i)
+    }
+}
+
+/// What identifies a translation: where it starts and how it was decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlockKey {
+    /// RIP (offset in CS) of the first instruction.
+    pub rip: u64,
+    /// CS base, so that the same RIP under another CS is another block.
+    pub cs_base: u64,
+    /// 16, 32 or 64.
+    pub bitness: u32,
+}
+
+/// A decoded block.
+pub struct Block {
+    pub key: BlockKey,
+    /// Physical address of the first byte (checked on every lookup, so a
+    /// remapped linear address never runs stale code).
+    pub phys: u64,
+    /// Physical pages the block's bytes come from (one or two).
+    pub pages: [u64; 2],
+    pub insns: Vec<Insn>,
+    /// How many times the block has been entered.
+    pub exec_count: std::cell::Cell<u64>,
+}
+
+/// Must this instruction be the last of its block? Control transfers,
+/// device accesses, and everything that changes interrupt acceptability,
+/// paging, privilege or the decoding mode.
+pub fn ends_block(i: &Instruction) -> bool {
+    if i.flow_control() != FlowControl::Next {
+        return true;
+    }
+    use Mnemonic as M;
+    matches!(
+        i.mnemonic(),
+        M::Hlt
+            | M::Sti
+            | M::Cli
+            | M::Popf
+            | M::Popfd
+            | M::Popfq
+            | M::Iret
+            | M::Iretd
+            | M::Iretq
+            | M::In
+            | M::Out
+            | M::Insb
+            | M::Insw
+            | M::Insd
+            | M::Outsb
+            | M::Outsw
+            | M::Outsd
+            | M::Rdmsr
+            | M::Wrmsr
+            | M::Lgdt
+            | M::Lidt
+            | M::Lldt
+            | M::Ltr
+            | M::Lmsw
+            | M::Clts
+            | M::Invlpg
+            | M::Swapgs
+            | M::Wbinvd
+            | M::Invd
+            | M::Rsm
+            | M::Cpuid
+            | M::Pause
+    ) || is_mov_to_system_reg(i)
+        || is_ss_load(i)
+        || (i.has_rep_prefix() || i.has_repne_prefix()) && i.is_string_instruction()
+}
+
+fn is_mov_to_system_reg(i: &Instruction) -> bool {
+    use iced_x86::Register as R;
+    if i.mnemonic() != Mnemonic::Mov || i.op0_kind() != OpKind::Register {
+        return false;
+    }
+    let r = i.op0_register();
+    r.is_cr() || r.is_dr() || matches!(r, R::ES | R::CS | R::DS | R::FS | R::GS)
+}
+
+fn is_ss_load(i: &Instruction) -> bool {
+    use iced_x86::Register as R;
+    (i.mnemonic() == Mnemonic::Mov || i.mnemonic() == Mnemonic::Pop)
+        && i.op0_kind() == OpKind::Register
+        && i.op0_register() == R::SS
+}
+
+/// Compute `live_out` for every instruction, backwards from an all-live end.
+fn compute_liveness(insns: &mut [Insn]) {
+    let mut live = FlagSet::ARITH;
+    for insn in insns.iter_mut().rev() {
+        insn.live_out = live;
+        let i = &insn.i;
+        let read = FlagSet::from_iced(i.rflags_read()) & FlagSet::ARITH;
+        let may_keep_old = matches!(
+            i.mnemonic(),
+            Mnemonic::Shl
+                | Mnemonic::Shr
+                | Mnemonic::Sar
+                | Mnemonic::Sal
+                | Mnemonic::Rol
+                | Mnemonic::Ror
+                | Mnemonic::Rcl
+                | Mnemonic::Rcr
+                | Mnemonic::Shld
+                | Mnemonic::Shrd
+        );
+        let may_fault = (0..i.op_count()).any(|n| {
+            matches!(
+                i.op_kind(n),
+                OpKind::Memory
+                    | OpKind::MemorySegSI
+                    | OpKind::MemorySegESI
+                    | OpKind::MemorySegRSI
+                    | OpKind::MemorySegDI
+                    | OpKind::MemorySegEDI
+                    | OpKind::MemorySegRDI
+                    | OpKind::MemoryESDI
+                    | OpKind::MemoryESEDI
+                    | OpKind::MemoryESRDI
+            )
+        }) || i.is_stack_instruction()
+            || matches!(i.mnemonic(), Mnemonic::Div | Mnemonic::Idiv);
+        if may_fault {
+            // A fault here shows the guest the flags as they are now.
+            live = FlagSet::ARITH;
+        } else if !may_keep_old {
+            let written = FlagSet::from_iced(i.rflags_modified()) & FlagSet::ARITH;
+            live -= written;
+        }
+        live |= read;
+    }
+}
+
+/// The cache of decoded blocks, with a per-page index for invalidation and
+/// a small direct-mapped table in front of the hash map.
+pub struct BlockCache {
+    map: HashMap<BlockKey, Rc<Block>>,
+    by_page: HashMap<u64, Vec<BlockKey>>,
+    fast: Vec<Option<Rc<Block>>>,
+    /// Blocks decoded since creation.
+    pub decoded: u64,
+    /// Blocks dropped because their code was written.
+    pub invalidated: u64,
+}
+
+const FAST_ENTRIES: usize = 4096;
+
+impl Default for BlockCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BlockCache {
+    /// An empty cache.
+    pub fn new() -> BlockCache {
+        BlockCache {
+            map: HashMap::new(),
+            by_page: HashMap::new(),
+            fast: vec![None; FAST_ENTRIES],
+            decoded: 0,
+            invalidated: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn slot(key: &BlockKey) -> usize {
+        ((key.rip ^ (key.rip >> 12)) as usize) & (FAST_ENTRIES - 1)
+    }
+
+    /// The block at the CPU's current RIP, decoding it if needed. A fault
+    /// while fetching the first instruction is returned.
+    pub fn get(&mut self, cx: &mut Interp) -> Result<Rc<Block>, Exception> {
+        let cpu = &cx.cpu;
+        let key = BlockKey {
+            rip: cpu.rip,
+            cs_base: cpu.seg[crate::state::Seg::Cs as usize].base,
+            bitness: cpu.code_bitness(),
+        };
+        let lin = key.cs_base.wrapping_add(key.rip);
+        let lin = if key.bitness == 64 {
+            lin
+        } else {
+            lin & 0xffff_ffff
+        };
+        // Physical address of the first byte, through the TLB when it hits.
+        let phys = match cx.cpu.tlb.host_exec(lin) {
+            Some(p) => match cx.mem.phys_of_host(p) {
+                Some(a) => a.0,
+                None => mmu::translate_fetch(&mut cx.cpu, &mut cx.mem, lin)?,
+            },
+            None => mmu::translate_fetch(&mut cx.cpu, &mut cx.mem, lin)?,
+        };
+        let slot = Self::slot(&key);
+        if let Some(b) = &self.fast[slot] {
+            if b.key == key && b.phys == phys {
+                return Ok(b.clone());
+            }
+        }
+        if let Some(b) = self.map.get(&key) {
+            if b.phys == phys {
+                self.fast[slot] = Some(b.clone());
+                return Ok(b.clone());
+            }
+        }
+        let block = Rc::new(decode_block(cx, key, lin, phys)?);
+        self.decoded += 1;
+        for &p in block.pages.iter() {
+            if p != u64::MAX {
+                if cx.mem.mark_code_page(p) {
+                    if let Some(host) = cx.mem.host_page(GuestPhysAddr(p << 12)) {
+                        cx.cpu.tlb.revoke_write_to_host_page(host);
+                    }
+                }
+                let v = self.by_page.entry(p).or_default();
+                if !v.contains(&key) {
+                    v.push(key);
+                }
+            }
+        }
+        self.map.insert(key, block.clone());
+        self.fast[slot] = Some(block.clone());
+        Ok(block)
+    }
+
+    /// Drop every block decoded from one of `pages`.
+    pub fn invalidate_pages(&mut self, pages: &[u64]) {
+        let mut any = false;
+        for p in pages {
+            if let Some(keys) = self.by_page.remove(p) {
+                for k in keys {
+                    if self.map.remove(&k).is_some() {
+                        self.invalidated += 1;
+                        any = true;
+                    }
+                }
+            }
+        }
+        if any {
+            self.fast.iter_mut().for_each(|e| *e = None);
+        }
+    }
+
+    /// Drop everything.
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.by_page.clear();
+        self.fast.iter_mut().for_each(|e| *e = None);
+    }
+
+    /// Number of blocks cached.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no block is cached.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// Read up to `buf.len()` code bytes at physical `phys` (stopping at the end
+/// of the page). Non-RAM code reads as 0xff bytes (an invalid opcode).
+fn fetch_page_bytes(cx: &Interp, phys: u64, buf: &mut Vec<u8>) {
+    let n = (0x1000 - (phys & 0xfff)) as usize;
+    match cx.mem.target(GuestPhysAddr(phys)) {
+        crate::memory::PhysTarget::Ram(off) if cx.mem.page_is_ram(GuestPhysAddr(phys)) => {
+            buf.extend_from_slice(&cx.mem.ram()[off as usize..off as usize + n]);
+        }
+        _ => buf.extend(std::iter::repeat_n(0xff, n)),
+    }
+}
+
+fn decode_block(cx: &mut Interp, key: BlockKey, lin: u64, phys: u64) -> Result<Block, Exception> {
+    let mut bytes = Vec::with_capacity(0x1000 + 16);
+    fetch_page_bytes(cx, phys, &mut bytes);
+    let first_page_len = bytes.len();
+    let mut pages = [phys >> 12, u64::MAX];
+    let options = cx.features.decoder_options();
+    let mut insns: Vec<Insn> = Vec::new();
+    let mut offset = 0usize;
+    let mut next_page_loaded = false;
+    loop {
+        let mut i = Instruction::default();
+        {
+            let mut d = Decoder::with_ip(
+                key.bitness,
+                &bytes[offset..],
+                key.rip + offset as u64,
+                options,
+            );
+            d.decode_out(&mut i);
+        }
+        let truncated = i.is_invalid() && bytes.len() - offset < 15 && !next_page_loaded;
+        if truncated || (offset + i.len() > first_page_len && !next_page_loaded) {
+            // The instruction may continue on the next page.
+            if !insns.is_empty() {
+                break; // Let it start its own block, so a fault there is precise.
+            }
+            let next_lin = (lin | 0xfff).wrapping_add(1);
+            let next_phys = mmu::translate_fetch(&mut cx.cpu, &mut cx.mem, next_lin)?;
+            let mut more = Vec::new();
+            fetch_page_bytes(cx, next_phys & !0xfff, &mut more);
+            bytes.extend_from_slice(&more[..15.min(more.len())]);
+            pages[1] = next_phys >> 12;
+            next_page_loaded = true;
+            continue;
+        }
+        let exec = semantics::interp_handler(&i, &cx.features);
+        let ends = i.is_invalid() || ends_block(&i);
+        offset += i.len();
+        insns.push(Insn {
+            i,
+            live_out: FlagSet::ARITH,
+            exec,
+        });
+        if ends || offset >= first_page_len || insns.len() >= MAX_BLOCK_INSNS {
+            break;
+        }
+    }
+    compute_liveness(&mut insns);
+    Ok(Block {
+        key,
+        phys,
+        pages,
+        insns,
+        exec_count: std::cell::Cell::new(0),
+    })
+}

@@ -1,0 +1,215 @@
+//! The engine: `run(budget) -> Exit`.
+//!
+//! It owns the CPU state, guest memory, the I/O callbacks and the block
+//! cache, and runs decoded blocks until the budget is spent or something
+//! needs the machine's attention. Interrupts and exceptions are taken only
+//! between instructions at block boundaries.
+
+use crate::block::BlockCache;
+use crate::cpuid::Features;
+use crate::emit::Stop;
+use crate::exception::Exception;
+use crate::interp::Interp;
+use crate::interrupt::{self, Delivery};
+use crate::memory::{GuestMemory, IoBus, NoIo};
+use crate::state::{exit_req, CpuState};
+use std::fmt;
+
+/// Why [`Engine::run`] returned.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The budget is spent (exactly: `icount` advanced by the budget).
+    BudgetExhausted,
+    /// HLT retired; the CPU is halted until an interrupt.
+    Halted,
+    /// An instruction reached a device (port I/O or MMIO); it has retired
+    /// and the machine may now look at timers and interrupts.
+    Device,
+    /// An exception was raised and `EngineConfig::exceptions_exit` is set:
+    /// it was not delivered; RIP points at the faulting instruction.
+    Exception(Exception),
+    /// An exception could not be delivered even as a double fault.
+    TripleFault {
+        /// The first exception of the cascade.
+        first: Exception,
+        /// RIP of the instruction that raised it.
+        rip: u64,
+    },
+}
+
+impl fmt::Debug for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::BudgetExhausted => write!(f, "BudgetExhausted"),
+            Exit::Halted => write!(f, "Halted"),
+            Exit::Device => write!(f, "Device"),
+            Exit::Exception(e) => write!(f, "Exception({e:?})"),
+            Exit::TripleFault { first, rip } => {
+                write!(f, "TripleFault(first {first:?} at rip {rip:#x})")
+            }
+        }
+    }
+}
+
+/// Engine options.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EngineConfig {
+    /// Return exceptions to the caller instead of delivering them through
+    /// the guest's IDT (for embedding and instruction tests).
+    pub exceptions_exit: bool,
+}
+
+/// Counters for `--stats`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EngineStats {
+    /// Blocks entered.
+    pub blocks_run: u64,
+    /// Exceptions raised.
+    pub exceptions: u64,
+}
+
+/// The CPU engine.
+pub struct Engine {
+    cx: Interp,
+    blocks: BlockCache,
+    /// Options.
+    pub config: EngineConfig,
+    /// Counters.
+    pub stats: EngineStats,
+}
+
+impl Engine {
+    /// An engine with `ram_size` bytes of RAM, power-on CPU state and no
+    /// devices.
+    pub fn new(ram_size: u64) -> Result<Engine, crate::memory::MemoryError> {
+        let mem = GuestMemory::new(ram_size)?;
+        Ok(Engine::with_memory(mem, Box::new(NoIo)))
+    }
+
+    /// An engine over existing memory and I/O callbacks.
+    pub fn with_memory(mem: GuestMemory, io: Box<dyn IoBus>) -> Engine {
+        Engine {
+            cx: Interp::new(Box::new(CpuState::power_on()), mem, io),
+            blocks: BlockCache::new(),
+            config: EngineConfig::default(),
+            stats: EngineStats::default(),
+        }
+    }
+
+    /// The CPU state.
+    pub fn cpu(&self) -> &CpuState {
+        &self.cx.cpu
+    }
+
+    /// The CPU state, for changing registers. Changing CR0/CR3/CR4/EFER or
+    /// CPL here must be followed by [`Engine::flush_tlb`].
+    pub fn cpu_mut(&mut self) -> &mut CpuState {
+        &mut self.cx.cpu
+    }
+
+    /// Guest memory.
+    pub fn mem(&self) -> &GuestMemory {
+        &self.cx.mem
+    }
+
+    /// Guest memory, for loading images. Writes through
+    /// `GuestMemory::write_phys` invalidate affected translations.
+    pub fn mem_mut(&mut self) -> &mut GuestMemory {
+        &mut self.cx.mem
+    }
+
+    /// Replace the I/O callbacks.
+    pub fn set_io(&mut self, io: Box<dyn IoBus>) {
+        self.cx.io = io;
+    }
+
+    /// The CPU features the guest sees.
+    pub fn features(&self) -> &Features {
+        &self.cx.features
+    }
+
+    /// Drop all cached address translations (after changing paging state
+    /// from outside).
+    pub fn flush_tlb(&mut self) {
+        self.cx.cpu.tlb.flush_all();
+    }
+
+    /// Number of blocks decoded so far.
+    pub fn blocks_decoded(&self) -> u64 {
+        self.blocks.decoded
+    }
+
+    /// Handle code pages written since the last check.
+    fn sync_code_writes(&mut self) {
+        if self.cx.mem.has_dirty_code() {
+            let pages = self.cx.mem.take_dirty_code_pages();
+            self.blocks.invalidate_pages(&pages);
+        }
+    }
+
+    /// Deliver `ex` (or hand it to the caller). `Some` ends the run.
+    fn raise(&mut self, ex: Exception) -> Option<Exit> {
+        self.stats.exceptions += 1;
+        if self.config.exceptions_exit {
+            return Some(Exit::Exception(ex));
+        }
+        let rip = self.cx.cpu.rip;
+        match interrupt::deliver_exception(&mut self.cx, ex) {
+            Delivery::Delivered => None,
+            Delivery::TripleFault => Some(Exit::TripleFault { first: ex, rip }),
+        }
+    }
+
+    /// Run at most `budget` instructions.
+    pub fn run(&mut self, budget: u64) -> Exit {
+        self.cx.cpu.budget = budget;
+        loop {
+            if self.cx.cpu.budget == 0 {
+                return Exit::BudgetExhausted;
+            }
+            let block = match self.blocks.get(&mut self.cx) {
+                Ok(b) => b,
+                Err(ex) => match self.raise(ex) {
+                    Some(exit) => return exit,
+                    None => continue,
+                },
+            };
+            self.stats.blocks_run += 1;
+            block.exec_count.set(block.exec_count.get() + 1);
+            let bitness = block.key.bitness;
+            for insn in &block.insns {
+                if self.cx.cpu.budget == 0 {
+                    return Exit::BudgetExhausted;
+                }
+                match self.cx.step(insn, bitness) {
+                    Ok(()) => {
+                        if self.cx.cpu.exit_req != 0 {
+                            let req = std::mem::take(&mut self.cx.cpu.exit_req);
+                            self.sync_code_writes();
+                            if req & exit_req::HALT != 0 {
+                                return Exit::Halted;
+                            }
+                            if req & exit_req::DEVICE != 0 {
+                                return Exit::Device;
+                            }
+                            break;
+                        }
+                    }
+                    Err(Stop::Fault(ex)) => {
+                        self.cx.cpu.exit_req = 0;
+                        self.sync_code_writes();
+                        if let Some(exit) = self.raise(ex) {
+                            return exit;
+                        }
+                        break;
+                    }
+                    Err(Stop::Restart) => {
+                        self.cx.cpu.exit_req = 0;
+                        self.sync_code_writes();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
