@@ -204,8 +204,11 @@ impl Engine {
                         break;
                     }
                     Err(Stop::Restart) => {
-                        self.cx.cpu.exit_req = 0;
+                        let req = std::mem::take(&mut self.cx.cpu.exit_req);
                         self.sync_code_writes();
+                        if req & exit_req::DEVICE != 0 {
+                            return Exit::Device;
+                        }
                         break;
                     }
                 }

@@ -16,7 +16,7 @@ use crate::block::Insn;
 use crate::emit::{Emitter, SemResult, Stop, Width};
 use crate::flags::{CcKind, CcOp, FlagSet};
 use crate::interp::Interp;
-use crate::state::{Gpr, Seg};
+use crate::state::{exit_req, Gpr, Seg};
 use iced_x86::{Instruction, Mnemonic, OpKind};
 
 /// Which string operation.
@@ -344,6 +344,12 @@ fn string_op(cx: &mut Interp, insn: &Insn) -> SemResult {
             Rep::WhileNotEqual => eq,
             _ => false,
         };
+        if cx.cpu.exit_req & exit_req::DEVICE != 0 && count - 1 != 0 && !ended {
+            // A device saw this iteration: return to the run loop before
+            // the next one, so every device access has an exact count.
+            cx.retire_extra(1);
+            return Err(Stop::Restart);
+        }
     }
 }
 
