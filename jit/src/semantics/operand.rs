@@ -208,7 +208,7 @@ pub fn write<E: Emitter>(e: &mut E, o: &Opnd<E::V>, v: E::V) -> SemResult {
 }
 
 /// Address-size mask from the registers used (or the mode when none).
-fn addr_width(i: &Instruction, bitness: u32) -> Width {
+pub fn addr_width(i: &Instruction, bitness: u32) -> Width {
     let base = i.memory_base();
     let index = i.memory_index();
     match base {
