@@ -32,7 +32,9 @@ pub mod mmu;
 pub mod semantics;
 pub mod setup;
 pub mod soft_tlb;
+pub mod sse;
 pub mod state;
+pub mod x87;
 
 pub use engine::{Engine, EngineConfig, Exit};
 pub use exception::Exception;

@@ -24,7 +24,9 @@ pub mod muldiv;
 pub mod operand;
 pub mod shift;
 pub mod stack;
+pub mod sse;
 pub mod string;
+pub mod x87;
 
 use crate::block::{Insn, InterpFn};
 use crate::cpuid::Features;
@@ -57,6 +59,8 @@ pub fn lookup<E: Emitter>(i: &Instruction) -> Option<Sem<E>> {
         .or_else(|| atomic::lookup(i))
         .or_else(|| string::lookup(i))
         .or_else(|| misc::lookup(i))
+        .or_else(|| x87::lookup(i))
+        .or_else(|| sse::lookup(i))
 }
 
 /// Raise #UD (invalid or unsupported encodings, bad LOCK prefixes).

@@ -1,0 +1,1 @@
+//! x87 floating point: 80-bit extended-precision arithmetic (stub, filled in by its own change).
