@@ -177,11 +177,12 @@ impl Engine {
             self.stats.blocks_run += 1;
             block.exec_count.set(block.exec_count.get() + 1);
             let bitness = block.key.bitness;
+            let whole_block = self.cx.cpu.budget >= block.insns.len() as u64;
             for insn in &block.insns {
                 if self.cx.cpu.budget == 0 {
                     return Exit::BudgetExhausted;
                 }
-                match self.cx.step(insn, bitness) {
+                match self.cx.step(insn, bitness, whole_block) {
                     Ok(()) => {
                         if self.cx.cpu.exit_req != 0 {
                             let req = std::mem::take(&mut self.cx.cpu.exit_req);

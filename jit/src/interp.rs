@@ -49,10 +49,20 @@ impl Interp {
 
     /// Execute one decoded instruction: on success it is retired (counted,
     /// RIP advanced or branched). On a fault nothing of it is kept.
+    ///
+    /// `whole_block` says the block will run to its end unless something
+    /// faults or exits (the budget covers it), so flags no later instruction
+    /// of the block reads may be skipped. When the budget may end inside the
+    /// block, every boundary can become an interrupt point where the guest
+    /// sees RFLAGS, so all flags are computed.
     #[inline(always)]
-    pub fn step(&mut self, insn: &Insn, bitness: u32) -> Result<(), Stop> {
+    pub fn step(&mut self, insn: &Insn, bitness: u32, whole_block: bool) -> Result<(), Stop> {
         self.branch = None;
-        self.live = insn.live_out;
+        self.live = if whole_block {
+            insn.live_out
+        } else {
+            FlagSet::ARITH
+        };
         self.bitness = bitness;
         (insn.exec)(self, insn)?;
         self.cpu.icount += 1;
