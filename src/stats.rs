@@ -1,0 +1,90 @@
+//! `--stats`: one `key: value` per line, on stderr.
+
+use crate::hash::machine_hash;
+use crate::machine::RunReport;
+use crate::status::Outcome;
+use cjemu_jit::{Engine, Gpr};
+use std::fmt::Write;
+
+/// Guest MIPS: instructions retired per microsecond of run time.
+pub fn mips(icount: u64, secs: f64) -> f64 {
+    icount as f64 / secs.max(1e-9) / 1e6
+}
+
+/// The `--stats` text.
+pub fn render(e: &Engine, r: &RunReport) -> String {
+    let c = e.cpu();
+    let secs = r.run_time.as_secs_f64();
+    let exit = match r.outcome {
+        Outcome::PoweredOff => "halted".to_string(),
+        Outcome::TripleFault { first, .. } => format!("triple fault ({first:?})"),
+        Outcome::DebugExit(v) => format!("debug-exit {v:#x}"),
+    };
+    let mut s = String::new();
+    let mut kv = |k: &str, v: String| {
+        let _ = writeln!(s, "{k}: {v}");
+    };
+    kv("exit", exit);
+    kv("icount", c.icount.to_string());
+    kv("guest MIPS", format!("{:.2}", mips(c.icount, secs)));
+    kv("run time", format!("{secs:.6} s"));
+    kv("engine", "interp".into());
+    kv("blocks decoded", e.blocks_decoded().to_string());
+    kv("blocks run", e.stats.blocks_run.to_string());
+    kv("exceptions", e.stats.exceptions.to_string());
+    kv("state-hash", format!("{:016x}", machine_hash(e)));
+    for r in Gpr::ALL {
+        kv(r.name(), format!("{:#018x}", c.reg(r)));
+    }
+    kv("rip", format!("{:#018x}", c.rip));
+    kv("rflags", format!("{:#018x}", c.rflags()));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn mips_is_instructions_per_microsecond() {
+        assert_eq!(mips(2_000_000, 1.0), 2.0);
+        assert_eq!(mips(500, 0.001), 0.5);
+        assert!(mips(1, 0.0).is_finite());
+    }
+
+    #[test]
+    fn stats_have_one_key_value_per_line_with_the_required_keys() {
+        let mut e = Engine::new(1 << 20).unwrap();
+        crate::flat::load_flat(&mut e, &[0xb0, 0x2a, 0xf4], 0x1000, 0x1000).unwrap();
+        e.run(10);
+        let r = RunReport {
+            outcome: Outcome::PoweredOff,
+            run_time: Duration::from_millis(1),
+        };
+        let text = render(&e, &r);
+        for line in text.lines() {
+            assert!(line.split_once(": ").is_some(), "{line}");
+        }
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+                .unwrap_or_else(|| panic!("no {k} in {text}"))
+                .to_string()
+        };
+        assert_eq!(get("icount"), "2");
+        assert_eq!(get("rax"), "0x000000000000002a");
+        assert_eq!(get("rip"), "0x0000000000001003");
+        assert_eq!(get("state-hash").len(), 16);
+        for k in [
+            "guest MIPS",
+            "run time",
+            "blocks decoded",
+            "rflags",
+            "r15",
+            "exit",
+        ] {
+            get(k);
+        }
+    }
+}
