@@ -21,6 +21,7 @@
 
 pub mod block;
 pub mod cpuid;
+pub mod cranelift;
 pub mod emit;
 pub mod engine;
 pub mod exception;

@@ -480,6 +480,7 @@ pub enum Field {
     SegBase(Seg),
     Icount,
     Budget,
+    ExitReq,
     Tlb,
 }
 
@@ -501,6 +502,7 @@ pub const fn offset_of_field(f: Field) -> usize {
         }
         Field::Icount => offset_of!(CpuState, icount),
         Field::Budget => offset_of!(CpuState, budget),
+        Field::ExitReq => offset_of!(CpuState, exit_req),
         Field::Tlb => offset_of!(CpuState, tlb),
     }
 }

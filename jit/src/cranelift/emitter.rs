@@ -1,0 +1,787 @@
+//! [`ClifEmitter`]: the [`Ops`] and [`Emitter`] traits implemented on
+//! Cranelift IR values, so the one set of semantic functions compiles.
+//!
+//! State handling inside one compiled block:
+//! - Guest registers (and the raw RFLAGS word) are *slots*: a Cranelift
+//!   `Variable` each, loaded from `CpuState` on first use and stored back at
+//!   every exit if written. The frontend's SSA construction then merges
+//!   values across `when` and memory slow paths by itself.
+//! - Lazy flags: `set_cc` keeps the operation in [`CcState::Known`] (static)
+//!   and the operands in variables, so `cond` runs the generic
+//!   `flags::cond` on IR values (`cmp; jl` becomes one compare). When the
+//!   operation is not known statically (block entry, or two paths of a
+//!   `when` that set different operations) `cond` stores the lazy state and
+//!   calls a runtime helper.
+//! - Counting: the block adds its instruction count once at entry; every
+//!   exit before the end subtracts what did not retire.
+
+use super::runtime;
+use super::status;
+use super::JitError;
+use crate::block::Insn;
+use crate::emit::{Emitter, Ops, SemResult, Stop, Width};
+use crate::exception::Exception;
+use crate::flags::{self, CcOp, Cond, FlagSet, Lazy, RFLAGS_FIXED, RFLAGS_WRITABLE};
+use crate::interp::mask_ip;
+use crate::state::{offset_of_field, Field, Gpr, Seg};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::types::{I16, I32, I64, I8};
+use cranelift_codegen::ir::{
+    Block, BlockArg, InstBuilder, InstructionData, MemFlagsData, Opcode, SigRef, Type, Value,
+    ValueDef,
+};
+use cranelift_frontend::{FunctionBuilder, Variable};
+
+/// Slots 0–15 are RAX…R15; this one is the raw RFLAGS word.
+const RFLAGS_SLOT: usize = 16;
+const SLOTS: usize = 17;
+
+/// What the compiler knows about a slot at the current point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    /// Not read or written yet: the value is in `CpuState`.
+    Untouched,
+    /// Its variable is defined on every path reaching this point.
+    Live,
+}
+
+/// What the compiler knows about the lazy flags at the current point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CcState {
+    /// Untouched by the block: `CpuState` holds the lazy state.
+    InMemory,
+    /// Set by the block with this operation; operands in the variables.
+    Known(CcOp),
+    /// Set by the block, operation only known at run time (op variable).
+    Dynamic,
+}
+
+/// Signatures of the runtime helpers, imported into the function.
+#[derive(Clone, Copy)]
+pub(crate) struct Sigs {
+    pub load: SigRef,
+    pub store: SigRef,
+    pub cond: SigRef,
+    pub rflags: SigRef,
+}
+
+/// Where RIP points when the block is left.
+#[derive(Clone, Copy)]
+enum RipAt {
+    Const(u64),
+    /// The value the last instruction jumped to (its RIP variable).
+    Var,
+}
+
+/// Memory flags for `CpuState` fields: aligned, never trapping.
+fn state_flags() -> MemFlagsData {
+    MemFlagsData::trusted()
+}
+
+/// Memory flags for guest RAM through the TLB: host pointers are valid,
+/// alignment is whatever the guest chose.
+pub(crate) fn guest_flags() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+/// The IR type of a guest access width.
+pub(crate) fn ty_of(w: Width) -> Type {
+    match w {
+        Width::B => I8,
+        Width::W => I16,
+        Width::D => I32,
+        Width::Q => I64,
+    }
+}
+
+fn slot_field(s: usize) -> Field {
+    if s == RFLAGS_SLOT {
+        Field::Rflags
+    } else {
+        Field::Gpr(Gpr::from_index(s))
+    }
+}
+
+/// Emits Cranelift IR for a block's instructions through the semantic
+/// functions.
+pub struct ClifEmitter<'a, 'f> {
+    pub(crate) b: &'a mut FunctionBuilder<'f>,
+    /// `*mut CpuState` parameter.
+    pub(crate) cpu: Value,
+    /// `*mut JitCtx` parameter.
+    pub(crate) ctx: Value,
+    pub(crate) sigs: Sigs,
+    vars: [Variable; SLOTS],
+    slot: [Slot; SLOTS],
+    dirty: [bool; SLOTS],
+    cc: CcState,
+    /// cc_op, cc_dst, cc_src, cc_src2.
+    cc_vars: [Variable; 4],
+    rip_var: Variable,
+    /// Instructions in the block.
+    n: usize,
+    /// Index of the instruction being compiled.
+    idx: usize,
+    ip: u64,
+    next_ip: u64,
+    live: FlagSet,
+    bitness: u32,
+    /// The current instruction called `jump`.
+    jumped: bool,
+    /// The current instruction called a helper that may set `exit_req`.
+    pub(crate) called_slow_path: bool,
+    /// RIP of each instruction of the block.
+    ips: Vec<u64>,
+    /// Exit block of each instruction boundary, once needed.
+    exits: Vec<Option<Block>>,
+    /// An exit block created but not filled yet.
+    new_exit: Option<(Block, usize)>,
+    /// Exceptions raised by `raise_if` (and static faults), by exit status.
+    pub(crate) statics: Vec<Exception>,
+    /// First reason the block cannot be compiled.
+    pub(crate) err: Option<JitError>,
+}
+
+impl<'a, 'f> ClifEmitter<'a, 'f> {
+    /// An emitter positioned in the block body (after the entry check).
+    pub(crate) fn new(
+        b: &'a mut FunctionBuilder<'f>,
+        cpu: Value,
+        ctx: Value,
+        sigs: Sigs,
+        ips: Vec<u64>,
+        bitness: u32,
+    ) -> Self {
+        let n = ips.len();
+        let vars = core::array::from_fn(|_| b.declare_var(I64));
+        let cc_vars = core::array::from_fn(|_| b.declare_var(I64));
+        let rip_var = b.declare_var(I64);
+        ClifEmitter {
+            b,
+            cpu,
+            ctx,
+            sigs,
+            vars,
+            slot: [Slot::Untouched; SLOTS],
+            dirty: [false; SLOTS],
+            cc: CcState::InMemory,
+            cc_vars,
+            rip_var,
+            n,
+            idx: 0,
+            ip: 0,
+            next_ip: 0,
+            live: FlagSet::ARITH,
+            bitness,
+            jumped: false,
+            called_slow_path: false,
+            exits: vec![None; n + 1],
+            new_exit: None,
+            ips,
+            statics: Vec::new(),
+            err: None,
+        }
+    }
+
+    /// Record the first reason the block cannot be compiled.
+    pub(crate) fn fail(&mut self, e: JitError) {
+        if self.err.is_none() {
+            self.err = Some(e);
+        }
+    }
+
+    // ---- CpuState access -------------------------------------------------
+
+    pub(crate) fn load_field(&mut self, f: Field) -> Value {
+        let off = offset_of_field(f) as i32;
+        self.b.ins().load(I64, state_flags(), self.cpu, off)
+    }
+
+    pub(crate) fn store_field(&mut self, f: Field, v: Value) {
+        let off = offset_of_field(f) as i32;
+        self.b.ins().store(state_flags(), v, self.cpu, off);
+    }
+
+    fn slot_get(&mut self, s: usize) -> Value {
+        if self.slot[s] == Slot::Untouched {
+            let v = self.load_field(slot_field(s));
+            self.b.def_var(self.vars[s], v);
+            self.slot[s] = Slot::Live;
+            return v;
+        }
+        self.b.use_var(self.vars[s])
+    }
+
+    fn slot_set(&mut self, s: usize, v: Value) {
+        self.b.def_var(self.vars[s], v);
+        self.slot[s] = Slot::Live;
+        self.dirty[s] = true;
+    }
+
+    // ---- instruction bookkeeping -----------------------------------------
+
+    /// Start compiling instruction `idx` of the block.
+    pub(crate) fn begin_insn(&mut self, idx: usize, insn: &Insn) {
+        self.idx = idx;
+        self.ip = insn.i.ip();
+        self.next_ip = mask_ip(insn.next_ip(), self.bitness);
+        self.live = insn.live_out;
+        self.jumped = false;
+        self.called_slow_path = false;
+        if idx + 1 == self.n {
+            // Only the last instruction may transfer control; give the RIP
+            // variable its fall-through value so a `jump` under `when`
+            // merges with it.
+            let v = self.b.ins().iconst(I64, self.next_ip as i64);
+            self.b.def_var(self.rip_var, v);
+        }
+    }
+
+    /// Finish the current instruction. Instructions other than the last
+    /// leave the block early when a slow path asked for it (`exit_req`:
+    /// device access, code write), exactly after the instruction.
+    pub(crate) fn end_insn(&mut self) {
+        let last = self.idx + 1 == self.n;
+        if self.jumped && !last {
+            self.fail(JitError::Internal(
+                "a control transfer that does not end its block".into(),
+            ));
+            return;
+        }
+        if !last && self.called_slow_path {
+            let req = self.load_field(Field::ExitReq);
+            let st = self.k(status::COMPLETED);
+            // After instruction idx is before instruction idx + 1.
+            self.branch_to_exit(req, self.idx + 1, st);
+        }
+        // Every branch to the exit before this instruction is emitted.
+        if let Some(b) = self.exits[self.idx] {
+            self.b.seal_block(b);
+        }
+    }
+
+    /// Leave the block after its last instruction.
+    pub(crate) fn final_exit(&mut self) {
+        let rip = if self.jumped {
+            RipAt::Var
+        } else {
+            RipAt::Const(self.next_ip)
+        };
+        let st = self.k(status::COMPLETED);
+        self.emit_exit(rip, 0, st);
+    }
+
+    /// The exit status for the static exception `ex`.
+    fn static_status(&mut self, ex: Exception) -> Value {
+        let k = self
+            .statics
+            .iter()
+            .position(|&e| e == ex)
+            .unwrap_or_else(|| {
+                self.statics.push(ex);
+                self.statics.len() - 1
+            });
+        self.k(status::STATIC_FAULT + k as u64)
+    }
+
+    /// Leave the block because the current instruction raises `ex` (known
+    /// at compile time). Terminates the current Cranelift block.
+    pub(crate) fn static_fault(&mut self, ex: Exception) {
+        let st = self.static_status(ex);
+        let exit = self.exit_block(self.idx);
+        self.b.ins().jump(exit, &[BlockArg::Value(st)]);
+        self.fill_new_exit();
+    }
+
+    /// When `c` is non-zero, leave the block at boundary `k` (before
+    /// instruction k) returning `status`; else continue in a new block.
+    pub(crate) fn branch_to_exit(&mut self, c: Value, k: usize, status: Value) {
+        let exit = self.exit_block(k);
+        let cont = self.b.create_block();
+        let c = self.truthy(c);
+        self.b
+            .ins()
+            .brif(c, exit, &[BlockArg::Value(status)], cont, &[]);
+        self.b.seal_block(cont);
+        self.fill_new_exit();
+        self.b.switch_to_block(cont);
+    }
+
+    /// Index of the current instruction (its exit boundary on a fault).
+    pub(crate) fn insn_index(&self) -> usize {
+        self.idx
+    }
+
+    /// The exit block of boundary `k` ("before instruction k": k
+    /// instructions retired, RIP at instruction k). One per boundary, shared
+    /// by every fault of instruction k and the `exit_req` check after
+    /// instruction k-1: by the rule that semantic functions write nothing
+    /// before their last fallible step, all of them leave the same state.
+    fn exit_block(&mut self, k: usize) -> Block {
+        if let Some(b) = self.exits[k] {
+            return b;
+        }
+        let b = self.b.create_block();
+        self.b.append_block_param(b, I64);
+        self.b.set_cold_block(b);
+        self.exits[k] = Some(b);
+        self.new_exit = Some((b, k));
+        b
+    }
+
+    /// Fill an exit block created by the branch just emitted (which ended
+    /// the current block). The compile-time state now is the boundary's.
+    fn fill_new_exit(&mut self) {
+        let Some((b, k)) = self.new_exit.take() else {
+            return;
+        };
+        self.b.switch_to_block(b);
+        let st = self.b.block_params(b)[0];
+        let adj = (self.n - k) as u64;
+        self.emit_exit(RipAt::Const(self.ips[k]), adj, st);
+    }
+
+    /// Store everything the block changed, correct the counts by the `adj`
+    /// instructions that did not retire, and return `status`.
+    fn emit_exit(&mut self, rip: RipAt, adj: u64, status: Value) {
+        for s in 0..SLOTS {
+            if self.dirty[s] {
+                let v = self.b.use_var(self.vars[s]);
+                self.store_field(slot_field(s), v);
+            }
+        }
+        self.store_cc();
+        let rip = match rip {
+            RipAt::Const(a) => self.b.ins().iconst(I64, a as i64),
+            RipAt::Var => self.b.use_var(self.rip_var),
+        };
+        self.store_field(Field::Rip, rip);
+        if adj != 0 {
+            let ic = self.load_field(Field::Icount);
+            let ic = self.b.ins().iadd_imm_s(ic, -(adj as i64));
+            self.store_field(Field::Icount, ic);
+            let bu = self.load_field(Field::Budget);
+            let bu = self.b.ins().iadd_imm_s(bu, adj as i64);
+            self.store_field(Field::Budget, bu);
+        }
+        self.b.ins().return_(&[status]);
+    }
+
+    /// Write the block's lazy-flags state to `CpuState` (if it has one).
+    fn store_cc(&mut self) {
+        match self.cc {
+            CcState::InMemory => {}
+            CcState::Known(op) => {
+                let v = self.b.ins().iconst(I64, op.raw() as i64);
+                self.store_field(Field::CcOp, v);
+                if op != CcOp::EFLAGS {
+                    self.store_cc_operands();
+                }
+            }
+            CcState::Dynamic => {
+                let v = self.b.use_var(self.cc_vars[0]);
+                self.store_field(Field::CcOp, v);
+                self.store_cc_operands();
+            }
+        }
+    }
+
+    fn store_cc_operands(&mut self) {
+        for (i, f) in [Field::CcDst, Field::CcSrc, Field::CcSrc2]
+            .into_iter()
+            .enumerate()
+        {
+            let v = self.b.use_var(self.cc_vars[i + 1]);
+            self.store_field(f, v);
+        }
+    }
+
+    /// Put the lazy state (and the raw RFLAGS word, which EFLAGS-kind state
+    /// reads) in `CpuState` so a helper can evaluate it. Harmless for a
+    /// later fault exit: reads come before writes, so what is stored is the
+    /// state before the current instruction.
+    fn spill_flags(&mut self) {
+        self.store_cc();
+        if self.dirty[RFLAGS_SLOT] {
+            let v = self.b.use_var(self.vars[RFLAGS_SLOT]);
+            self.store_field(Field::Rflags, v);
+        }
+    }
+
+    /// The lazy state as IR values, for an operation known statically.
+    fn lazy_values(&mut self, op: CcOp, with_rflags: bool) -> Lazy<Value> {
+        let dst = self.b.use_var(self.cc_vars[1]);
+        let src = self.b.use_var(self.cc_vars[2]);
+        let src2 = self.b.use_var(self.cc_vars[3]);
+        let rflags = if with_rflags || op.kind() == flags::CcKind::Eflags {
+            self.slot_get(RFLAGS_SLOT)
+        } else {
+            dst // not read by the formulas of this kind
+        };
+        Lazy {
+            op,
+            dst,
+            src,
+            src2,
+            rflags,
+        }
+    }
+
+    /// Call a helper through a function pointer constant.
+    pub(crate) fn call_helper(&mut self, sig: SigRef, f: *const (), args: &[Value]) -> Value {
+        let callee = self.b.ins().iconst(I64, f as usize as i64);
+        let call = self.b.ins().call_indirect(sig, callee, args);
+        self.b.inst_results(call)[0]
+    }
+
+    /// Instruction count not yet retired before the current instruction
+    /// (what helpers subtract to see the exact `icount`).
+    pub(crate) fn pending_count(&self) -> u64 {
+        (self.n - self.idx) as u64
+    }
+
+    // ---- value helpers ----------------------------------------------------
+
+    /// The constant behind `v`, if it is an `iconst`.
+    fn konst(&self, v: Value) -> Option<u64> {
+        let dfg = &self.b.func.dfg;
+        if let ValueDef::Result(inst, 0) = dfg.value_def(v) {
+            if let InstructionData::UnaryImm {
+                opcode: Opcode::Iconst,
+                imm,
+            } = dfg.insts[inst]
+            {
+                return Some(imm.bits() as u64);
+            }
+        }
+        None
+    }
+
+    fn k(&mut self, v: u64) -> Value {
+        self.b.ins().iconst(I64, v as i64)
+    }
+
+    /// A condition value usable by `brif`/`select` (non-zero = true): a
+    /// 0/1 produced by a comparison is replaced by the comparison itself.
+    pub(crate) fn truthy(&self, c: Value) -> Value {
+        let dfg = &self.b.func.dfg;
+        if let ValueDef::Result(inst, 0) = dfg.value_def(c) {
+            if let InstructionData::Unary {
+                opcode: Opcode::Uextend,
+                arg,
+            } = dfg.insts[inst]
+            {
+                if let ValueDef::Result(src, 0) = dfg.value_def(arg) {
+                    if dfg.insts[src].opcode() == Opcode::Icmp {
+                        return arg;
+                    }
+                }
+            }
+        }
+        c
+    }
+
+    fn compare(&mut self, cc: IntCC, a: Value, b: Value) -> Value {
+        if let (Some(x), Some(y)) = (self.konst(a), self.konst(b)) {
+            let r = match cc {
+                IntCC::Equal => x == y,
+                IntCC::NotEqual => x != y,
+                IntCC::UnsignedLessThan => x < y,
+                IntCC::UnsignedLessThanOrEqual => x <= y,
+                IntCC::SignedLessThan => (x as i64) < (y as i64),
+                _ => (x as i64) <= (y as i64),
+            };
+            return self.k(r as u64);
+        }
+        let c = self.b.ins().icmp(cc, a, b);
+        self.b.ins().uextend(I64, c)
+    }
+}
+
+/// A binary operation that folds when both operands are constants.
+macro_rules! binop {
+    ($name:ident, $ins:ident, $fold:expr) => {
+        #[inline]
+        fn $name(&mut self, a: Value, b: Value) -> Value {
+            if let (Some(x), Some(y)) = (self.konst(a), self.konst(b)) {
+                let f: fn(u64, u64) -> u64 = $fold;
+                return self.k(f(x, y));
+            }
+            self.b.ins().$ins(a, b)
+        }
+    };
+}
+
+/// A unary operation that folds on a constant.
+macro_rules! unop {
+    ($name:ident, $ins:ident, $fold:expr) => {
+        #[inline]
+        fn $name(&mut self, a: Value) -> Value {
+            if let Some(x) = self.konst(a) {
+                let f: fn(u64) -> u64 = $fold;
+                return self.k(f(x));
+            }
+            self.b.ins().$ins(a)
+        }
+    };
+}
+
+impl Ops for ClifEmitter<'_, '_> {
+    type V = Value;
+
+    fn imm(&mut self, v: u64) -> Value {
+        self.k(v)
+    }
+
+    binop!(add, iadd, |a, b| a.wrapping_add(b));
+    binop!(sub, isub, |a, b| a.wrapping_sub(b));
+    binop!(mul, imul, |a, b| a.wrapping_mul(b));
+    binop!(umulhi, umulhi, |a, b| ((a as u128 * b as u128) >> 64)
+        as u64);
+    binop!(smulhi, smulhi, |a, b| {
+        ((a as i64 as i128 * b as i64 as i128) >> 64) as u64
+    });
+    binop!(and, band, |a, b| a & b);
+    binop!(or, bor, |a, b| a | b);
+    binop!(xor, bxor, |a, b| a ^ b);
+    unop!(not, bnot, |a| !a);
+    unop!(neg, ineg, |a| a.wrapping_neg());
+    // Cranelift masks shift and rotate amounts to the type width (63),
+    // exactly the `n & 63` the trait asks for.
+    binop!(shl, ishl, |a, n| a << (n & 63));
+    binop!(shr, ushr, |a, n| a >> (n & 63));
+    binop!(sar, sshr, |a, n| ((a as i64) >> (n & 63)) as u64);
+    binop!(rotl, rotl, |a, n| a.rotate_left((n & 63) as u32));
+    binop!(rotr, rotr, |a, n| a.rotate_right((n & 63) as u32));
+    unop!(popcnt, popcnt, |a| a.count_ones() as u64);
+    unop!(ctz, ctz, |a| a.trailing_zeros() as u64);
+    unop!(clz, clz, |a| a.leading_zeros() as u64);
+    unop!(bswap, bswap, |a| a.swap_bytes());
+
+    fn eq(&mut self, a: Value, b: Value) -> Value {
+        self.compare(IntCC::Equal, a, b)
+    }
+    fn ne(&mut self, a: Value, b: Value) -> Value {
+        self.compare(IntCC::NotEqual, a, b)
+    }
+    fn ult(&mut self, a: Value, b: Value) -> Value {
+        self.compare(IntCC::UnsignedLessThan, a, b)
+    }
+    fn ule(&mut self, a: Value, b: Value) -> Value {
+        self.compare(IntCC::UnsignedLessThanOrEqual, a, b)
+    }
+    fn slt(&mut self, a: Value, b: Value) -> Value {
+        self.compare(IntCC::SignedLessThan, a, b)
+    }
+    fn sle(&mut self, a: Value, b: Value) -> Value {
+        self.compare(IntCC::SignedLessThanOrEqual, a, b)
+    }
+
+    fn select(&mut self, c: Value, a: Value, b: Value) -> Value {
+        if let Some(k) = self.konst(c) {
+            return if k != 0 { a } else { b };
+        }
+        let c = self.truthy(c);
+        self.b.ins().select(c, a, b)
+    }
+
+    /// Narrow widths through a narrow type: folds, and reads better in CLIF
+    /// than a mask.
+    fn zext(&mut self, a: Value, w: Width) -> Value {
+        if w == Width::Q {
+            return a;
+        }
+        if let Some(x) = self.konst(a) {
+            return self.k(x & w.mask());
+        }
+        let t = self.b.ins().ireduce(ty_of(w), a);
+        self.b.ins().uextend(I64, t)
+    }
+
+    fn sext(&mut self, a: Value, w: Width) -> Value {
+        if w == Width::Q {
+            return a;
+        }
+        if let Some(x) = self.konst(a) {
+            let s = 64 - w.bits();
+            return self.k((((x << s) as i64) >> s) as u64);
+        }
+        let t = self.b.ins().ireduce(ty_of(w), a);
+        self.b.ins().sextend(I64, t)
+    }
+}
+
+impl Emitter for ClifEmitter<'_, '_> {
+    fn reg(&mut self, r: Gpr) -> Value {
+        self.slot_get(r as usize)
+    }
+
+    fn set_reg(&mut self, r: Gpr, v: Value) {
+        self.slot_set(r as usize, v);
+    }
+
+    fn seg_base(&mut self, s: Seg) -> Value {
+        // Segment loads end their block, so the base is constant within it;
+        // a load per use keeps the dominance question away.
+        self.load_field(Field::SegBase(s))
+    }
+
+    fn load(&mut self, lin: Value, w: Width) -> SemResult<Value> {
+        Ok(super::mem::emit_load(self, lin, w))
+    }
+
+    fn store(&mut self, lin: Value, w: Width, v: Value) -> SemResult {
+        super::mem::emit_store(self, lin, w, v);
+        Ok(())
+    }
+
+    fn set_cc(&mut self, op: CcOp, dst: Value, src: Value, src2: Value) {
+        let o = self.k(op.raw() as u64);
+        for (var, v) in self.cc_vars.into_iter().zip([o, dst, src, src2]) {
+            self.b.def_var(var, v);
+        }
+        self.cc = CcState::Known(op);
+    }
+
+    fn cond(&mut self, cc: Cond) -> Value {
+        if let CcState::Known(op) = self.cc {
+            let l = self.lazy_values(op, false);
+            return flags::cond(self, cc, &l);
+        }
+        self.spill_flags();
+        let cc = self.k(cc as u64);
+        let cpu = self.cpu;
+        self.call_helper(self.sigs.cond, runtime::cond as *const (), &[cpu, cc])
+    }
+
+    fn rflags(&mut self) -> Value {
+        if let CcState::Known(op) = self.cc {
+            let l = self.lazy_values(op, true);
+            return flags::materialize(self, &l);
+        }
+        self.spill_flags();
+        let cpu = self.cpu;
+        self.call_helper(self.sigs.rflags, runtime::rflags as *const (), &[cpu])
+    }
+
+    fn set_rflags(&mut self, v: Value) {
+        // As `CpuState::set_rflags`: only existing bits, bit 1 set.
+        let v = self.and_imm(v, RFLAGS_WRITABLE);
+        let fixed = self.k(RFLAGS_FIXED);
+        let v = self.or(v, fixed);
+        self.slot_set(RFLAGS_SLOT, v);
+        // The operands are meaningless for EFLAGS but defined, so a later
+        // merge with another operation has a value on every path.
+        let z = self.k(0);
+        self.set_cc(CcOp::EFLAGS, z, z, z);
+    }
+
+    fn flags_live(&self) -> FlagSet {
+        self.live
+    }
+
+    fn jump(&mut self, target: Value) {
+        let t = match self.bitness {
+            64 => target,
+            32 => self.zext(target, Width::D),
+            _ => self.zext(target, Width::W),
+        };
+        self.b.def_var(self.rip_var, t);
+        self.jumped = true;
+    }
+
+    fn when<F>(&mut self, c: Value, f: F) -> SemResult
+    where
+        F: FnOnce(&mut Self) -> SemResult,
+    {
+        if let Some(k) = self.konst(c) {
+            return if k != 0 { f(self) } else { Ok(()) };
+        }
+        let body = self.b.create_block();
+        let els = self.b.create_block();
+        let merge = self.b.create_block();
+        let cb = self.truthy(c);
+        self.b.ins().brif(cb, body, &[], els, &[]);
+        self.b.seal_block(body);
+        self.b.seal_block(els);
+        let before = (self.slot, self.dirty, self.cc, self.jumped);
+
+        self.b.switch_to_block(body);
+        let reached = match f(self) {
+            Ok(()) => {
+                self.b.ins().jump(merge, &[]);
+                true
+            }
+            Err(Stop::Fault(ex)) => {
+                self.static_fault(ex);
+                false
+            }
+            Err(Stop::Restart) => {
+                self.fail(JitError::Unsupported("restart under `when`".into()));
+                self.static_fault(Exception::ud());
+                false
+            }
+        };
+
+        self.b.switch_to_block(els);
+        if reached {
+            self.merge_untaken(before.0, before.2);
+        } else {
+            (self.slot, self.dirty, self.cc, self.jumped) = before;
+        }
+        self.b.ins().jump(merge, &[]);
+        self.b.seal_block(merge);
+        self.b.switch_to_block(merge);
+        Ok(())
+    }
+
+    fn raise_if(&mut self, c: Value, ex: Exception) -> SemResult {
+        if let Some(k) = self.konst(c) {
+            return if k != 0 { Err(Stop::Fault(ex)) } else { Ok(()) };
+        }
+        let st = self.static_status(ex);
+        self.branch_to_exit(c, self.idx, st);
+        Ok(())
+    }
+
+    fn bitness(&self) -> u32 {
+        self.bitness
+    }
+
+    fn stack_bits(&self) -> u32 {
+        if self.bitness == 64 {
+            64
+        } else {
+            // SS.B is run-time state the block key does not include yet.
+            // `fail` needs &mut; the compiler checks this case up front.
+            32
+        }
+    }
+}
+
+impl ClifEmitter<'_, '_> {
+    /// On the path that skipped a `when` body (the current block), give a
+    /// value to everything the body defined for the first time, so the
+    /// merge sees it defined on both paths.
+    fn merge_untaken(&mut self, slots_before: [Slot; SLOTS], cc_before: CcState) {
+        for (s, before) in slots_before.into_iter().enumerate() {
+            if before == Slot::Untouched && self.slot[s] == Slot::Live {
+                let v = self.load_field(slot_field(s));
+                self.b.def_var(self.vars[s], v);
+            }
+        }
+        if self.cc == cc_before {
+            return;
+        }
+        if cc_before == CcState::InMemory {
+            let fields = [Field::CcOp, Field::CcDst, Field::CcSrc, Field::CcSrc2];
+            for (var, f) in self.cc_vars.into_iter().zip(fields) {
+                let v = self.load_field(f);
+                self.b.def_var(var, v);
+            }
+        }
+        // The two paths may hold different operations: only the op
+        // variable knows (it is defined on both: `set_cc` always defines it).
+        self.cc = CcState::Dynamic;
+    }
+}

@@ -1,0 +1,460 @@
+//! The Cranelift backend: decoded blocks compiled to host code through the
+//! same semantic functions the interpreter runs.
+//!
+//! A compiled block is `extern "C" fn(cpu: *mut CpuState, cx: *mut JitCtx)
+//! -> u64` (a [`status`]). [`runtime::JitCtx`] carries the `Interp` the
+//! slow-path helpers need and the slot where they report a fault.
+//!
+//! Contract with the engine (see DESIGN.md "icount"):
+//! - A block whose instruction count exceeds `cpu.budget` is not entered
+//!   ([`JitExit::NotEntered`]); nothing changes, the interpreter goes on.
+//! - Otherwise the block retires its instructions exactly as the
+//!   interpreter would: `icount`/`budget`/RIP/registers/lazy flags/memory
+//!   are the same after it. A faulting instruction leaves the block with
+//!   [`JitExit::Fault`], RIP at that instruction and counts that include
+//!   only the instructions before it.
+//! - After an instruction whose slow path set `cpu.exit_req` (device
+//!   access, write to a code page) the block returns [`JitExit::Completed`]
+//!   right after that instruction; `exit_req` is left for the engine.
+//!
+//! Only 64-bit blocks whose instructions all have generic semantics
+//! (`Sem::Emit`) compile for now; anything else is `JitError::Unsupported`
+//! and runs in the interpreter.
+
+mod emitter;
+mod mem;
+pub mod runtime;
+
+pub use emitter::ClifEmitter;
+
+use crate::block::Block;
+use crate::emit::{Emitter, Stop};
+use crate::exception::Exception;
+use crate::interp::Interp;
+use crate::semantics::{self, Sem};
+use crate::state::{offset_of_field, CpuState, Field};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::types::I64;
+use cranelift_codegen::ir::{AbiParam, InstBuilder, MemFlagsData, Signature};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::Context;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::Module;
+use iced_x86::{Instruction, Mnemonic};
+use runtime::JitCtx;
+use std::time::Instant;
+
+/// What a compiled block returns.
+pub mod status {
+    /// The block ran (to its end, or to an instruction that set `exit_req`).
+    pub const COMPLETED: u64 = 0;
+    /// The budget is shorter than the block: nothing was done.
+    pub const NOT_ENTERED: u64 = 1;
+    /// A slow path faulted; the exception is in `JitCtx::fault`.
+    pub const FAULT: u64 = 2;
+    /// `STATIC_FAULT + i`: the block's i-th compile-time exception.
+    pub const STATIC_FAULT: u64 = 16;
+}
+
+/// Why a block could not be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JitError {
+    /// The block holds something this backend does not compile (yet).
+    #[error("not compiled by the JIT: {0}")]
+    Unsupported(String),
+    /// Cranelift refused the function (a bug in the emitter).
+    #[error("cranelift: {0}")]
+    Codegen(String),
+    /// An inconsistency in the block or the emitter.
+    #[error("internal JIT error: {0}")]
+    Internal(String),
+}
+
+/// How a compiled block ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JitExit {
+    /// Ran to its end (or to an instruction that set `exit_req`).
+    Completed,
+    /// Not entered: the budget is shorter than the block.
+    NotEntered,
+    /// An instruction faulted: RIP points at it, it did not retire.
+    Fault(Exception),
+}
+
+/// Where the semantics of an instruction come from. The engine uses
+/// [`StandardSemantics`]; tests and embedders may substitute their own.
+pub trait SemSource {
+    /// The semantics of `i` for backend `E`.
+    fn sem<E: Emitter>(&self, i: &Instruction) -> Option<Sem<E>>;
+}
+
+/// The engine's semantic functions (`semantics::lookup`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StandardSemantics;
+
+impl SemSource for StandardSemantics {
+    fn sem<E: Emitter>(&self, i: &Instruction) -> Option<Sem<E>> {
+        semantics::lookup(i)
+    }
+}
+
+/// The machine code of a compiled block.
+type BlockFn = unsafe extern "C" fn(*mut CpuState, *mut JitCtx) -> u64;
+
+/// A block compiled to host code. The code stays valid for the life of the
+/// process (the JIT never frees code memory, even when dropped).
+pub struct CompiledBlock {
+    func: BlockFn,
+    /// Exceptions the code raises by status `STATIC_FAULT + i`.
+    statics: Vec<Exception>,
+    /// Guest instructions in the block.
+    pub insns: usize,
+    /// Bytes of host code.
+    pub code_size: usize,
+}
+
+impl CompiledBlock {
+    /// Run the block on `cx` (its RIP must be the block's start).
+    pub fn run(&self, cx: &mut Interp) -> JitExit {
+        let interp: *mut Interp = cx;
+        // SAFETY: both pointers come from `cx`, which we hold exclusively
+        // for the call. The code accesses only `CpuState` fields (through
+        // `offset_of_field`) and guest RAM through TLB entries, which point
+        // into RAM by the TLB's invariant; helpers get the `Interp` back
+        // through the context.
+        let st = unsafe {
+            let cpu: *mut CpuState = &mut *(*interp).cpu;
+            let mut rc = JitCtx {
+                value: 0,
+                interp,
+                fault: None,
+            };
+            let st = (self.func)(cpu, &mut rc);
+            if st == status::FAULT {
+                return match rc.fault {
+                    Some(ex) => JitExit::Fault(ex),
+                    None => {
+                        log::error!("compiled block reported a fault without an exception");
+                        JitExit::Fault(Exception::ud())
+                    }
+                };
+            }
+            st
+        };
+        match st {
+            status::COMPLETED => JitExit::Completed,
+            status::NOT_ENTERED => JitExit::NotEntered,
+            s => match self.statics.get((s - status::STATIC_FAULT) as usize) {
+                Some(&ex) => JitExit::Fault(ex),
+                None => {
+                    log::error!("compiled block returned unknown status {s}");
+                    JitExit::Fault(Exception::ud())
+                }
+            },
+        }
+    }
+}
+
+/// Cranelift optimisation level for compiled blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptLevel {
+    /// Fastest compilation.
+    None,
+    /// Cranelift's optimisations (e-graph rewrites, GVN, DCE).
+    Speed,
+}
+
+/// How the JIT compiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JitOptions {
+    /// Cranelift optimisation level.
+    pub opt: OptLevel,
+    /// Run Cranelift's IR verifier on every function (default: in debug
+    /// builds).
+    pub verify: bool,
+}
+
+/// `opt: None` by measurement (`compile_time_per_block`): on the short,
+/// already constant-folded blocks the emitter produces, Cranelift's
+/// optimiser made the code no faster and compiled ~1.7 times slower.
+impl Default for JitOptions {
+    fn default() -> Self {
+        JitOptions {
+            opt: OptLevel::None,
+            verify: cfg!(debug_assertions),
+        }
+    }
+}
+
+/// Counters for `--stats`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JitStats {
+    /// Blocks compiled.
+    pub blocks: u64,
+    /// Total compile time, nanoseconds (IR building and code generation).
+    pub compile_ns: u64,
+    /// Part of `compile_ns` spent building IR from the semantics.
+    pub build_ns: u64,
+    /// Part of `compile_ns` spent making the code executable.
+    pub finalize_ns: u64,
+    /// Total host code bytes.
+    pub code_bytes: u64,
+}
+
+/// The compiler: a Cranelift JIT module and reusable contexts.
+pub struct Jit {
+    module: JITModule,
+    fctx: FunctionBuilderContext,
+    ctx: Context,
+    sig_block: Signature,
+    sig_load: Signature,
+    sig_store: Signature,
+    sig_cond: Signature,
+    sig_rflags: Signature,
+    /// Counters.
+    pub stats: JitStats,
+}
+
+impl Jit {
+    /// A compiler for the host with the default options.
+    pub fn new() -> Result<Jit, JitError> {
+        Self::with_options(JitOptions::default())
+    }
+
+    /// A compiler with the given optimisation level (other options default).
+    pub fn with_opt(opt: OptLevel) -> Result<Jit, JitError> {
+        Self::with_options(JitOptions {
+            opt,
+            ..JitOptions::default()
+        })
+    }
+
+    /// A compiler with the given options.
+    pub fn with_options(o: JitOptions) -> Result<Jit, JitError> {
+        let cg = |e: &dyn std::fmt::Display| JitError::Codegen(e.to_string());
+        let mut fb = settings::builder();
+        let level = match o.opt {
+            OptLevel::None => "none",
+            OptLevel::Speed => "speed",
+        };
+        let verify = if o.verify { "true" } else { "false" };
+        for (k, v) in [
+            ("opt_level", level),
+            ("enable_verifier", verify),
+            ("preserve_frame_pointers", "true"),
+            ("is_pic", "false"),
+            ("use_colocated_libcalls", "false"),
+        ] {
+            fb.set(k, v).map_err(|e| cg(&e))?;
+        }
+        let isa = cranelift_native::builder()
+            .map_err(|e| cg(&e))?
+            .finish(settings::Flags::new(fb))
+            .map_err(|e| cg(&e))?;
+        let module = JITModule::new(JITBuilder::with_isa(
+            isa,
+            cranelift_module::default_libcall_names(),
+        ));
+        let sig = |params: usize| {
+            let mut s = module.make_signature();
+            s.params.extend((0..params).map(|_| AbiParam::new(I64)));
+            s.returns.push(AbiParam::new(I64));
+            s
+        };
+        Ok(Jit {
+            sig_block: sig(2),
+            sig_load: sig(4),
+            sig_store: sig(5),
+            sig_cond: sig(2),
+            sig_rflags: sig(1),
+            ctx: module.make_context(),
+            fctx: FunctionBuilderContext::new(),
+            module,
+            stats: JitStats::default(),
+        })
+    }
+
+    /// Compile `block` with the engine's semantics.
+    pub fn compile(&mut self, block: &Block) -> Result<CompiledBlock, JitError> {
+        self.compile_with(block, &StandardSemantics)
+    }
+
+    /// Compile `block` with the semantics of `src`.
+    pub fn compile_with<S: SemSource>(
+        &mut self,
+        block: &Block,
+        src: &S,
+    ) -> Result<CompiledBlock, JitError> {
+        let t0 = Instant::now();
+        let statics = self.build(block, src)?;
+        self.stats.build_ns += t0.elapsed().as_nanos() as u64;
+        let r = self.finish();
+        self.module.clear_context(&mut self.ctx);
+        let (func, code_size) = r?;
+        self.stats.blocks += 1;
+        self.stats.compile_ns += t0.elapsed().as_nanos() as u64;
+        self.stats.code_bytes += code_size as u64;
+        Ok(CompiledBlock {
+            func,
+            statics,
+            insns: block.insns.len(),
+            code_size,
+        })
+    }
+
+    /// The Cranelift IR of `block` as built, before optimisation (for
+    /// tests and `-d` logs).
+    pub fn clif(&mut self, block: &Block) -> Result<String, JitError> {
+        self.build(block, &StandardSemantics)?;
+        let text = self.ctx.func.display().to_string();
+        self.module.clear_context(&mut self.ctx);
+        Ok(text)
+    }
+
+    /// Generate machine code for the function in `self.ctx`.
+    fn finish(&mut self) -> Result<(BlockFn, usize), JitError> {
+        let cg = |e: cranelift_module::ModuleError| JitError::Codegen(format!("{e:?}"));
+        let id = self
+            .module
+            .declare_anonymous_function(&self.sig_block)
+            .map_err(cg)?;
+        self.module.define_function(id, &mut self.ctx).map_err(cg)?;
+        let size = self
+            .ctx
+            .compiled_code()
+            .map_or(0, |c| c.code_buffer().len());
+        let t0 = Instant::now();
+        self.module.finalize_definitions().map_err(cg)?;
+        self.stats.finalize_ns += t0.elapsed().as_nanos() as u64;
+        let ptr = self.module.get_finalized_function(id);
+        // SAFETY: the function was built with `sig_block`, which is this
+        // type under the host's default (C) calling convention.
+        let func = unsafe { std::mem::transmute::<*const u8, BlockFn>(ptr) };
+        Ok((func, size))
+    }
+
+    /// Build the IR of `block` into `self.ctx.func`. Returns the static
+    /// exceptions table.
+    fn build<S: SemSource>(&mut self, block: &Block, src: &S) -> Result<Vec<Exception>, JitError> {
+        if block.key.bitness != 64 {
+            return Err(JitError::Unsupported(format!(
+                "{}-bit code",
+                block.key.bitness
+            )));
+        }
+        if block.insns.is_empty() {
+            return Err(JitError::Internal("empty block".into()));
+        }
+        self.module.clear_context(&mut self.ctx);
+        self.ctx.func.signature = self.sig_block.clone();
+        let config = self.module.target_config();
+        let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
+        let sigs = emitter::Sigs {
+            load: b.import_signature(self.sig_load.clone()),
+            store: b.import_signature(self.sig_store.clone()),
+            cond: b.import_signature(self.sig_cond.clone()),
+            rflags: b.import_signature(self.sig_rflags.clone()),
+        };
+        match emit_block(&mut b, block, src, sigs) {
+            Ok(statics) => {
+                b.finalize(config);
+                Ok(statics)
+            }
+            Err(e) => {
+                // The builder was not finalized: start its context afresh.
+                self.fctx = FunctionBuilderContext::new();
+                self.module.clear_context(&mut self.ctx);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Instructions that raise #UD whatever the semantics table says, as the
+/// interpreter's `interp_handler` decides.
+fn always_ud(i: &Instruction) -> bool {
+    i.is_invalid() || semantics::bad_lock(i) || i.mnemonic() == Mnemonic::Ud2
+}
+
+/// The entry check: leave with `NOT_ENTERED` unless the budget covers the
+/// whole block; then take the block's count off the budget and add it to
+/// `icount` once.
+fn emit_entry(
+    b: &mut FunctionBuilder,
+    n: usize,
+) -> (cranelift_codegen::ir::Value, cranelift_codegen::ir::Value) {
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    b.seal_block(entry);
+    let (cpu, ctx) = (b.block_params(entry)[0], b.block_params(entry)[1]);
+    let fl = MemFlagsData::trusted();
+    let budget_off = offset_of_field(Field::Budget) as i32;
+    let icount_off = offset_of_field(Field::Icount) as i32;
+    let budget = b.ins().load(I64, fl, cpu, budget_off);
+    let short = b
+        .ins()
+        .icmp_imm_u(IntCC::UnsignedLessThan, budget, n as i64);
+    let not_entered = b.create_block();
+    let body = b.create_block();
+    b.ins().brif(short, not_entered, &[], body, &[]);
+    b.seal_block(not_entered);
+    b.seal_block(body);
+    b.set_cold_block(not_entered);
+    b.switch_to_block(not_entered);
+    let st = b.ins().iconst(I64, status::NOT_ENTERED as i64);
+    b.ins().return_(&[st]);
+    b.switch_to_block(body);
+    let budget = b.ins().iadd_imm_s(budget, -(n as i64));
+    b.ins().store(fl, budget, cpu, budget_off);
+    let icount = b.ins().load(I64, fl, cpu, icount_off);
+    let icount = b.ins().iadd_imm_s(icount, n as i64);
+    b.ins().store(fl, icount, cpu, icount_off);
+    (cpu, ctx)
+}
+
+/// Emit the whole block. Returns the static exceptions table.
+fn emit_block<S: SemSource>(
+    b: &mut FunctionBuilder,
+    block: &Block,
+    src: &S,
+    sigs: emitter::Sigs,
+) -> Result<Vec<Exception>, JitError> {
+    let n = block.insns.len();
+    let (cpu, ctx) = emit_entry(b, n);
+    let ips = block.insns.iter().map(|i| i.i.ip()).collect();
+    let mut e = ClifEmitter::new(b, cpu, ctx, sigs, ips, block.key.bitness);
+    for (k, insn) in block.insns.iter().enumerate() {
+        e.begin_insn(k, insn);
+        let r = if always_ud(&insn.i) {
+            Err(Stop::Fault(Exception::ud()))
+        } else {
+            match src.sem(&insn.i) {
+                Some(Sem::Emit(f)) => f(&mut e, insn),
+                _ => return Err(JitError::Unsupported(format!("{:?}", insn.i.mnemonic()))),
+            }
+        };
+        if let Some(err) = e.err.take() {
+            return Err(err);
+        }
+        match r {
+            Ok(()) => e.end_insn(),
+            Err(Stop::Fault(ex)) => {
+                // Raised unconditionally: the rest of the block is dead.
+                e.static_fault(ex);
+                e.b.seal_all_blocks();
+                return Ok(std::mem::take(&mut e.statics));
+            }
+            Err(Stop::Restart) => {
+                return Err(JitError::Unsupported("restartable instruction".into()))
+            }
+        }
+        if let Some(err) = e.err.take() {
+            return Err(err);
+        }
+    }
+    e.final_exit();
+    e.b.seal_all_blocks();
+    Ok(std::mem::take(&mut e.statics))
+}

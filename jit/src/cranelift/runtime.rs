@@ -1,0 +1,124 @@
+//! The `extern "C"` helpers compiled blocks call on their slow paths, and
+//! the context block that travels with every call.
+//!
+//! Compiled code never touches `Interp` itself: it hands the helpers a
+//! pointer to a [`JitCtx`] (which points at the `Interp`), and reads back
+//! only [`JitCtx::value`]. Helpers never panic (a panic cannot unwind
+//! through compiled frames); a guest fault is a value stored in the context.
+
+use crate::emit::Width;
+use crate::exception::Exception;
+use crate::flags::{self, Cond};
+use crate::interp::Interp;
+use crate::mmu;
+use crate::state::CpuState;
+
+/// What a compiled block receives besides the CPU state: the interpreter
+/// context (memory, I/O) and the slots helpers use to answer.
+#[repr(C)]
+pub struct JitCtx {
+    /// Result of the last slow-path load.
+    pub value: u64,
+    /// The context the block runs in.
+    pub interp: *mut Interp,
+    /// The fault a helper reported (status [`super::status::FAULT`]).
+    pub fault: Option<Exception>,
+}
+
+/// Byte offset of [`JitCtx::value`], for compiled code.
+pub const CTX_VALUE: i32 = core::mem::offset_of!(JitCtx, value) as i32;
+
+/// Helper answer: the access was done.
+pub const OK: u64 = 0;
+/// Helper answer: the access faulted; the exception is in `JitCtx::fault`.
+/// It is the block's exit status as it stands.
+pub const FAULTED: u64 = super::status::FAULT;
+
+fn width_of(bytes: u64) -> Width {
+    // Compiled code only passes 1, 2, 4 or 8.
+    Width::from_bytes(bytes as u32).unwrap_or(Width::Q)
+}
+
+/// Run `f` on the interpreter context with `icount` exact for the
+/// instruction being executed: compiled code adds the whole block's count
+/// at entry, so the helper subtracts the `adj` instructions that have not
+/// retired yet (a device must see the exact count).
+///
+/// # Safety
+/// `ctx` must be the live context of the running block.
+unsafe fn with_exact_icount<T>(ctx: *mut JitCtx, adj: u64, f: impl FnOnce(&mut Interp) -> T) -> T {
+    let cx = &mut *(*ctx).interp;
+    cx.cpu.icount = cx.cpu.icount.wrapping_sub(adj);
+    let r = f(cx);
+    cx.cpu.icount = cx.cpu.icount.wrapping_add(adj);
+    r
+}
+
+/// A load that missed the inline TLB fast path. Returns [`OK`] with the
+/// value in `JitCtx::value`, or [`FAULTED`].
+///
+/// # Safety
+/// Called only by compiled code with the context it was given.
+pub unsafe extern "C" fn load_slow(ctx: *mut JitCtx, lin: u64, bytes: u64, adj: u64) -> u64 {
+    let r = with_exact_icount(ctx, adj, |cx| {
+        mmu::read_slow(&mut cx.cpu, &mut cx.mem, &mut *cx.io, lin, width_of(bytes))
+    });
+    match r {
+        Ok(v) => {
+            (*ctx).value = v;
+            OK
+        }
+        Err(ex) => {
+            (*ctx).fault = Some(ex);
+            FAULTED
+        }
+    }
+}
+
+/// A store that missed the inline TLB fast path. Returns [`OK`] or
+/// [`FAULTED`] (then nothing was written).
+///
+/// # Safety
+/// Called only by compiled code with the context it was given.
+pub unsafe extern "C" fn store_slow(
+    ctx: *mut JitCtx,
+    lin: u64,
+    bytes: u64,
+    v: u64,
+    adj: u64,
+) -> u64 {
+    let r = with_exact_icount(ctx, adj, |cx| {
+        mmu::write_slow(
+            &mut cx.cpu,
+            &mut cx.mem,
+            &mut *cx.io,
+            lin,
+            width_of(bytes),
+            v,
+        )
+    });
+    match r {
+        Ok(()) => OK,
+        Err(ex) => {
+            (*ctx).fault = Some(ex);
+            FAULTED
+        }
+    }
+}
+
+/// Condition `cc` (encoding 0–15) of the lazy state stored in `cpu`, for a
+/// block that does not know the last flag-setting operation statically.
+///
+/// # Safety
+/// `cpu` must point at the running CPU state, with the lazy state stored.
+pub unsafe extern "C" fn cond(cpu: *const CpuState, cc: u64) -> u64 {
+    flags::cond_concrete(&*cpu, Cond::from_index(cc as u8)) as u64
+}
+
+/// RFLAGS materialised from the lazy state stored in `cpu`.
+///
+/// # Safety
+/// As for [`cond`].
+pub unsafe extern "C" fn rflags(cpu: *const CpuState) -> u64 {
+    (*cpu).rflags()
+}
