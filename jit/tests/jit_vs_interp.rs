@@ -966,7 +966,7 @@ fn interp_with_bt(mach: &mut Interp, block: &Block) -> Result<(), Exception> {
         if insn.i.mnemonic() == Mnemonic::Bt {
             insn.exec = bt_test::<Interp>;
         }
-        match mach.step(&insn, 64) {
+        match mach.step(&insn, 64, true) {
             Ok(()) => {}
             Err(cjemu_jit::emit::Stop::Fault(ex)) => return Err(ex),
             Err(s) => panic!("unexpected {s:?}"),
@@ -1063,7 +1063,7 @@ fn compile_time_per_block() {
             m.cpu.rip = CODE;
             m.cpu.budget = b.insns.len() as u64;
             for insn in &b.insns {
-                if m.step(insn, 64).is_err() {
+                if m.step(insn, 64, true).is_err() {
                     break;
                 }
             }
