@@ -89,7 +89,7 @@ impl Engine {
     /// An engine over existing memory and I/O callbacks.
     pub fn with_memory(mem: GuestMemory, io: Box<dyn IoBus>) -> Engine {
         Engine {
-            cx: Interp::new(Box::new(CpuState::power_on()), mem, io),
+            cx: Interp::new(Box::default(), mem, io),
             blocks: BlockCache::new(),
             config: EngineConfig::default(),
             stats: EngineStats::default(),

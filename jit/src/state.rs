@@ -433,9 +433,8 @@ impl CpuState {
             64
         } else if self.cr0 & cr0::PE != 0 && self.seg[Seg::Cs as usize].attrs & seg_attr::DB != 0 {
             32
-        } else if self.cr0 & cr0::PE == 0 {
-            16
         } else {
+            // Real mode, or a 16-bit protected-mode code segment.
             16
         }
     }

@@ -8,9 +8,12 @@ use cjemu_jit::{setup, Engine, Exit};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// Records (address, value, icount) of every MMIO write.
+/// (address, value, icount) of every MMIO write.
+type WriteLog = Rc<RefCell<Vec<(u64, u64, u64)>>>;
+
+/// Records every MMIO write.
 #[derive(Default)]
-struct Recorder(Rc<RefCell<Vec<(u64, u64, u64)>>>);
+struct Recorder(WriteLog);
 
 impl IoBus for Recorder {
     fn port_read(&mut self, _: u16, w: Width, _: u64) -> u32 {
@@ -27,7 +30,7 @@ impl IoBus for Recorder {
 
 const MMIO: u64 = 0x20_0000;
 
-fn engine(code: &[u8]) -> (Engine, Rc<RefCell<Vec<(u64, u64, u64)>>>) {
+fn engine(code: &[u8]) -> (Engine, WriteLog) {
     let mut mem = GuestMemory::new(4 << 20).unwrap();
     mem.add_mmio(GuestPhysAddr(MMIO), 0x1000).unwrap();
     let log = Rc::new(RefCell::new(Vec::new()));
