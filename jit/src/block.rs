@@ -19,7 +19,7 @@ use crate::flags::FlagSet;
 use crate::interp::Interp;
 use crate::memory::GuestPhysAddr;
 use crate::mmu;
-use crate::semantics;
+use crate::semantics::{self, operand};
 use iced_x86::{Decoder, FlowControl, Instruction, Mnemonic, OpKind};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -41,6 +41,10 @@ pub struct Insn {
     pub live_out: FlagSet,
     /// How the interpreter executes it.
     pub exec: InterpFn,
+    /// Operands 0–2, decoded once.
+    pub ops: [operand::OpDesc; 3],
+    /// The memory operand, decoded once (meaningless without one).
+    pub mem: operand::MemDesc,
 }
 
 impl Insn {
@@ -373,6 +377,8 @@ fn decode_block(cx: &mut Interp, key: BlockKey, lin: u64, phys: u64) -> Result<B
             i,
             live_out: FlagSet::ARITH,
             exec,
+            ops: operand::describe(&i),
+            mem: operand::MemDesc::of(&i, key.bitness),
         });
         if ends || offset >= first_page_len || insns.len() >= MAX_BLOCK_INSNS {
             break;

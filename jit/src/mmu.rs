@@ -235,10 +235,14 @@ fn translate_and_fill(
     let phys_page = GuestPhysAddr(t.phys & !PAGE_MASK);
     if let Some(host) = mem.host_page(phys_page) {
         let mut perms = t.perms;
-        if mem.is_code_page(phys_page.page()) {
-            perms.write = false;
+        if acc == Access::Fetch {
+            cpu.tlb.fill_code(lin, host, perms);
+        } else {
+            if mem.is_code_page(phys_page.page()) {
+                perms.write = false;
+            }
+            cpu.tlb.fill(lin, host, perms);
         }
-        cpu.tlb.fill(lin, host, perms);
     }
     Ok(t.phys)
 }

@@ -1,7 +1,7 @@
 //! Guest memory access in compiled code: the soft-TLB fast path inline, a
 //! call to the runtime's slow path on a miss.
 //!
-//! Fast path (see `soft_tlb.rs`): entry = `tlb.entries[(lin >> 12) & 255]`;
+//! Fast path (see `soft_tlb.rs`): entry = `tlb.entries[(lin >> 12) & (TLB_ENTRIES - 1)]`;
 //! hit when the entry's read (or write) tag equals the page of the access's
 //! *last* byte; host address = `lin + addend`. Comparing the last byte's
 //! page also rejects page-crossing accesses in the same compare: the entry

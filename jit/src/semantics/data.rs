@@ -34,7 +34,7 @@ fn movsx<E: Emitter>(e: &mut E, insn: &Insn) -> SemResult {
 /// LEA stores the effective address (no segment base), truncated to the
 /// destination width.
 fn lea<E: Emitter>(e: &mut E, insn: &Insn) -> SemResult {
-    let a = operand::offset(e, &insn.i);
+    let a = operand::mem_offset(e, &insn.mem);
     let d = opnd(e, insn, 0);
     write(e, &d, a)
 }

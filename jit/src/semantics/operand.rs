@@ -150,10 +150,138 @@ pub fn op_width(i: &Instruction, n: u32) -> Width {
     }
 }
 
+/// An operand as decoded once, when its block is built (so executing it
+/// needs no decoder queries).
+#[derive(Clone, Copy, Debug)]
+pub enum OpDesc {
+    /// A general-purpose register.
+    Reg(RegView),
+    /// The instruction's memory operand (see [`MemDesc`]), this wide.
+    Mem(Width),
+    /// An immediate, sign-extended and masked to the operation size.
+    Imm(u64, Width),
+    /// Anything else (segment or control registers, branch targets, none):
+    /// resolved from the iced instruction.
+    Other,
+}
+
+/// The memory operand of an instruction, decoded once.
+#[derive(Clone, Copy, Debug)]
+pub struct MemDesc {
+    /// Displacement (or the absolute address for RIP-relative operands).
+    pub disp: u64,
+    /// Base register number, or `NO_REG`.
+    pub base: u8,
+    /// Index register number, or `NO_REG`.
+    pub index: u8,
+    /// log2 of the index scale.
+    pub shift: u8,
+    /// Address size.
+    pub addr_w: Width,
+    /// Segment (after overrides).
+    pub seg: Seg,
+}
+
+/// "No register" in [`MemDesc`].
+pub const NO_REG: u8 = 0xff;
+
+impl MemDesc {
+    /// Describe the memory operand of `i` (meaningless if it has none).
+    pub fn of(i: &Instruction, bitness: u32) -> MemDesc {
+        let reg = |r: Register| reg_view(r).map(|v| v.gpr as u8).unwrap_or(NO_REG);
+        MemDesc {
+            disp: i.memory_displacement64(),
+            base: reg(i.memory_base()),
+            index: reg(i.memory_index()),
+            shift: i.memory_index_scale().trailing_zeros() as u8,
+            addr_w: addr_width(i, bitness),
+            seg: seg_of(i.memory_segment()).unwrap_or(Seg::Ds),
+        }
+    }
+}
+
+/// Describe the first three operands of `i` for [`opnd`].
+pub fn describe(i: &Instruction) -> [OpDesc; 3] {
+    let mut d = [OpDesc::Other; 3];
+    for (n, slot) in d.iter_mut().enumerate().take(i.op_count().min(3) as usize) {
+        let n = n as u32;
+        *slot = match i.op_kind(n) {
+            OpKind::Register => reg_view(i.op_register(n))
+                .map(OpDesc::Reg)
+                .unwrap_or(OpDesc::Other),
+            OpKind::Memory => OpDesc::Mem(op_width(i, n)),
+            OpKind::Immediate8
+            | OpKind::Immediate8_2nd
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate64
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate32to64 => {
+                let w = if n > 0 {
+                    op_width(i, 0)
+                } else {
+                    op_width(i, n)
+                };
+                OpDesc::Imm(i.immediate(n) & w.mask(), w)
+            }
+            _ => OpDesc::Other,
+        };
+    }
+    d
+}
+
+/// Effective address (offset within the segment) of a decoded memory
+/// operand.
+#[inline(always)]
+pub fn mem_offset<E: Emitter>(e: &mut E, m: &MemDesc) -> E::V {
+    let mut v = e.imm(m.disp);
+    if m.base != NO_REG {
+        let r = e.reg(Gpr::from_index(m.base as usize));
+        v = e.add(v, r);
+    }
+    if m.index != NO_REG {
+        let r = e.reg(Gpr::from_index(m.index as usize));
+        let r = if m.shift > 0 {
+            let sh = e.imm(m.shift as u64);
+            e.shl(r, sh)
+        } else {
+            r
+        };
+        v = e.add(v, r);
+    }
+    e.zext(v, m.addr_w)
+}
+
 /// Resolve operand `n`. Immediates take the width of operand 0 (the
 /// operation size) and are stored sign-extended and masked to it.
-#[inline]
+#[inline(always)]
 pub fn opnd<E: Emitter>(e: &mut E, insn: &Insn, n: u32) -> Opnd<E::V> {
+    match insn.ops.get(n as usize) {
+        Some(&OpDesc::Reg(v)) => Opnd {
+            loc: Loc::Reg(v),
+            w: v.w,
+        },
+        Some(&OpDesc::Mem(w)) => {
+            let off = mem_offset(e, &insn.mem);
+            let a = linear(e, insn.mem.seg, off);
+            Opnd {
+                loc: Loc::Mem(a),
+                w,
+            }
+        }
+        Some(&OpDesc::Imm(k, w)) => Opnd {
+            loc: Loc::Imm(k),
+            w,
+        },
+        _ => opnd_from_iced(e, insn, n),
+    }
+}
+
+/// [`opnd`] for operands not described at decode time.
+#[cold]
+fn opnd_from_iced<E: Emitter>(e: &mut E, insn: &Insn, n: u32) -> Opnd<E::V> {
     let i = &insn.i;
     match i.op_kind(n) {
         OpKind::Register => {
