@@ -4,7 +4,7 @@
 //! differing register, flag and byte.
 
 use super::gen::{decode, Case, Undef};
-use super::{fl, End, Final, GPR_NAMES, DATA};
+use super::{fl, End, Final, DATA, GPR_NAMES};
 use iced_x86::{Formatter, IntelFormatter};
 use std::fmt::Write;
 

@@ -28,7 +28,7 @@
 use super::{fl, InitState, Rng, CODE, DATA, DATA_SIZE, MEM_CENTRE, STACK_TOP, STR_AREA};
 use cjemu_jit::semantics::is_implemented;
 use iced_x86::{
-    BlockEncoder, BlockEncoderOptions, Code, Decoder, DecoderOptions, EncodingKind, Encoder,
+    BlockEncoder, BlockEncoderOptions, Code, Decoder, DecoderOptions, Encoder, EncodingKind,
     Instruction, InstructionBlock, InstructionInfoFactory, Mnemonic, OpAccess,
     OpCodeOperandKind as K, OpKind, Register, RepPrefixKind,
 };
@@ -44,10 +44,10 @@ pub const MNEMONICS: &[Mnemonic] = {
         Cmove, Cmovne, Cmovbe, Cmova, Cmovs, Cmovns, Cmovp, Cmovnp, Cmovl, Cmovge, Cmovle, Cmovg,
         Xchg, Cmpxchg, Cmpxchg8b, Cmpxchg16b, Xadd, Bswap, Movzx, Movsx, Movsxd, Lea, Mov, Push,
         Pop, Call, Ret, Jmp, Jo, Jno, Jb, Jae, Je, Jne, Jbe, Ja, Js, Jns, Jp, Jnp, Jl, Jge, Jle,
-        Jg, Loop, Loope, Loopne, Jrcxz, Jecxz, Enter, Leave, Cbw, Cwde, Cdqe, Cwd, Cdq, Cqo,
-        Lahf, Sahf, Pushf, Pushfq, Popf, Popfq, Clc, Stc, Cmc, Cld, Std, Nop, Endbr64, Pause,
-        Lfence, Mfence, Sfence, Movsb, Movsw, Movsd, Movsq, Stosb, Stosw, Stosd, Stosq, Lodsb,
-        Lodsw, Lodsd, Lodsq, Cmpsb, Cmpsw, Cmpsd, Cmpsq, Scasb, Scasw, Scasd, Scasq,
+        Jg, Loop, Loope, Loopne, Jrcxz, Jecxz, Enter, Leave, Cbw, Cwde, Cdqe, Cwd, Cdq, Cqo, Lahf,
+        Sahf, Pushf, Pushfq, Popf, Popfq, Clc, Stc, Cmc, Cld, Std, Nop, Endbr64, Pause, Lfence,
+        Mfence, Sfence, Movsb, Movsw, Movsd, Movsq, Stosb, Stosw, Stosd, Stosq, Lodsb, Lodsw,
+        Lodsd, Lodsq, Cmpsb, Cmpsw, Cmpsd, Cmpsq, Scasb, Scasw, Scasd, Scasq,
     ]
 };
 
@@ -139,6 +139,9 @@ fn excluded(code: Code) -> Option<&'static str> {
         // o16 near branches truncate RIP on AMD but not on Intel.
         return Some("16-bit near branch (vendor-specific)");
     }
+    if op.op_kinds().contains(&K::mem) && matches!(m, Mnemonic::Call | Mnemonic::Jmp) {
+        return Some("far indirect transfer");
+    }
     if name.ends_with("F6r1") || name.ends_with("F7r1") {
         return Some("undocumented TEST alias");
     }
@@ -178,7 +181,11 @@ pub fn catalogue() -> Vec<Form> {
                     | Mnemonic::Scasd
                     | Mnemonic::Scasq
             ) {
-                &[RepPrefixKind::None, RepPrefixKind::Repe, RepPrefixKind::Repne]
+                &[
+                    RepPrefixKind::None,
+                    RepPrefixKind::Repe,
+                    RepPrefixKind::Repne,
+                ]
             } else {
                 &[RepPrefixKind::None, RepPrefixKind::Repe]
             };
@@ -296,7 +303,9 @@ const RESERVABLE: [usize; 10] = [3, 5, 8, 9, 10, 11, 12, 13, 14, 15];
 
 const R64: [Register; 16] = {
     use Register::*;
-    [RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15]
+    [
+        RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15,
+    ]
 };
 const R32: [Register; 16] = {
     use Register::*;
@@ -653,7 +662,9 @@ impl<'r> Builder<'r> {
                 self.uses_seg = true;
                 Register::GS
             }
-            2 => *self.rng.pick(&[Register::DS, Register::ES, Register::SS, Register::CS]),
+            2 => *self
+                .rng
+                .pick(&[Register::DS, Register::ES, Register::SS, Register::CS]),
             _ => Register::None,
         }
     }
@@ -790,7 +801,11 @@ impl<'r> Builder<'r> {
             1 => (self.rng.range(-128, 127), 1),
             _ => (self.rng.next() as i32 as i64, 4),
         };
-        let displ_size = if base == Register::None { 4 } else { displ_size };
+        let displ_size = if base == Register::None {
+            4
+        } else {
+            displ_size
+        };
         Mem {
             base,
             index,
@@ -921,7 +936,11 @@ impl<'r> Builder<'r> {
 
     /// `mov r64, imm64`.
     fn set_reg(&mut self, n: usize, v: u64) -> bool {
-        self.put(Code::Mov_r64_imm64, &[Op::R(R64[n]), Op::I(v)], Fx::default())
+        self.put(
+            Code::Mov_r64_imm64,
+            &[Op::R(R64[n]), Op::I(v)],
+            Fx::default(),
+        )
     }
 
     /// Store `v` (`bits` wide; 64-bit values must fit a sign-extended
@@ -1009,7 +1028,11 @@ impl<'r> Builder<'r> {
             if (self.reserved | self.extra) & 2 != 0 {
                 return false;
             }
-            if !self.put(Code::Mov_r8_imm8, &[Op::R(Register::CL), Op::I(c as u64)], Fx::default()) {
+            if !self.put(
+                Code::Mov_r8_imm8,
+                &[Op::R(Register::CL), Op::I(c as u64)],
+                Fx::default(),
+            ) {
                 return false;
             }
         }
@@ -1092,7 +1115,9 @@ impl<'r> Builder<'r> {
                 if n == 0 || n == 2 || n == 4 || (self.reserved | self.extra) & (1 << n) != 0 {
                     return false;
                 }
-                if r.is_gpr8() && matches!(r, Register::AH | Register::CH | Register::DH | Register::BH) {
+                if r.is_gpr8()
+                    && matches!(r, Register::AH | Register::CH | Register::DH | Register::BH)
+                {
                     // AH..BH are bits 8..15 of their register.
                     let v = (self.rng.next() & !0xff00) | (d << 8);
                     self.set_reg(n, v)
@@ -1225,7 +1250,10 @@ impl<'r> Builder<'r> {
         let k = self.rng.range(0, 16) * 8;
         self.put(
             Code::Lea_r64_m,
-            &[Op::R(Register::RBP), Op::M(Mem::base_disp(Register::RSP, k))],
+            &[
+                Op::R(Register::RBP),
+                Op::M(Mem::base_disp(Register::RSP, k)),
+            ],
             Fx::default(),
         )
     }
@@ -1240,14 +1268,22 @@ impl<'r> Builder<'r> {
             14..=18 => 2 + self.rng.below(3),
             _ => 32 + self.rng.below(3),
         };
-        if level & 31 >= 2 && !self.frame_pointer() {
+        // Levels >= 2 read old frame pointers through RBP; a 16-bit ENTER
+        // writes only BP, and a later LEAVE loads RSP from all of RBP.
+        let word = code == Code::Enterw_imm16_imm8;
+        if (level & 31 >= 2 || word) && !self.frame_pointer() {
             return false;
         }
         if !self.put(code, &[Op::I(size), Op::I(level)], Fx::default()) {
             return false;
         }
         if !self.in_body && self.rng.chance(1, 2) {
-            if !self.body(1) {
+            // The body keeps RBP: LEAVE loads RSP from it.
+            let had = self.extra;
+            self.extra |= 1 << 5;
+            let ok = self.body(1);
+            self.extra = had;
+            if !ok {
                 return false;
             }
             let leave = if code == Code::Enterw_imm16_imm8 {
@@ -1316,13 +1352,24 @@ impl<'r> Builder<'r> {
     /// Branch operand for an indirect transfer to `target`: a register or
     /// a memory slot holding the address.
     fn indirect(&mut self, target: u64) -> Option<Op> {
+        let via_mem = self.rng.chance(1, 2);
+        self.indirect_via(target, via_mem)
+    }
+
+    /// As `indirect`: one set-up instruction (LEA) for a register operand,
+    /// two (LEA, MOV) for a memory operand.
+    fn indirect_via(&mut self, target: u64, via_mem: bool) -> Option<Op> {
         let n = self.lea_label(target)?;
-        if self.rng.chance(1, 2) {
+        if !via_mem {
             return Some(Op::R(R64[n]));
         }
         let m = self.mem();
-        self.put(Code::Mov_rm64_r64, &[Op::M(m), Op::R(R64[n])], Fx::default())
-            .then_some(Op::M(m))
+        self.put(
+            Code::Mov_rm64_r64,
+            &[Op::M(m), Op::R(R64[n])],
+            Fx::default(),
+        )
+        .then_some(Op::M(m))
     }
 
     /// `call L1; jmp L2; L1: body; ret; L2:` (the call direct or
@@ -1344,33 +1391,18 @@ impl<'r> Builder<'r> {
         };
         // Indirect calls need their target before the call: the set-up
         // instructions come first, so the callee's label is counted after.
-        let setup = if call == Code::Call_rm64 {
-            if self.rng.chance(1, 2) {
-                1
-            } else {
-                2
-            }
-        } else {
-            0
+        let via_mem = self.rng.chance(1, 2);
+        let setup = match (call, via_mem) {
+            (Code::Call_rm64, false) => 1,
+            (Code::Call_rm64, true) => 2,
+            _ => 0,
         };
         let l1 = label(self.j, self.k + setup + 2);
         let target = if call == Code::Call_rm64 {
-            let op = if setup == 1 {
-                let Some(n) = self.lea_label(l1) else {
-                    return false;
-                };
-                Op::R(R64[n])
-            } else {
-                let Some(n) = self.lea_label(l1) else {
-                    return false;
-                };
-                let mm = self.mem();
-                if !self.put(Code::Mov_rm64_r64, &[Op::M(mm), Op::R(R64[n])], Fx::default()) {
-                    return false;
-                }
-                Op::M(mm)
-            };
-            op
+            match self.indirect_via(l1, via_mem) {
+                Some(op) => op,
+                None => return false,
+            }
         } else {
             Op::B(l1)
         };
@@ -1455,7 +1487,11 @@ impl<'r> Builder<'r> {
             return false;
         }
         let n = 1 + self.rng.below(4);
-        if !self.put(Code::Mov_r32_imm32, &[Op::R(Register::ECX), Op::I(n)], Fx::default()) {
+        if !self.put(
+            Code::Mov_r32_imm32,
+            &[Op::R(Register::ECX), Op::I(n)],
+            Fx::default(),
+        ) {
             return false;
         }
         let entry = self.state;
@@ -1501,7 +1537,14 @@ impl<'r> Builder<'r> {
         self.state = start;
         let ok = body.iter().all(|&(i, fx)| self.emit(i, fx));
         let again = self.state;
-        (self.ins, self.fxs, self.before, self.form_of, self.k, self.state) = saved;
+        (
+            self.ins,
+            self.fxs,
+            self.before,
+            self.form_of,
+            self.k,
+            self.state,
+        ) = saved;
         if ok {
             self.state = self.state.join(again);
         }
@@ -1631,7 +1674,7 @@ fn dividend(rng: &mut Rng, w: u32, d: u64, signed: bool) -> (u64, u64) {
     let dv = sx(d);
     let qmax = (1i128 << (w - 1)) - 1;
     let q = sx(rng.interesting(w)).clamp(-qmax, qmax);
-    let rmag = dv.unsigned_abs().saturating_sub(1) as u128;
+    let rmag = dv.unsigned_abs().saturating_sub(1);
     let r = if rmag == 0 {
         0
     } else {
@@ -1681,7 +1724,9 @@ fn is_plain(f: &Form) -> bool {
     use Mnemonic::*;
     let op = f.code.op_code();
     let m = op.mnemonic();
-    !(op.op_kinds().iter().any(|k| matches!(k, K::br64_1 | K::br64_4))
+    !(op.op_kinds()
+        .iter()
+        .any(|k| matches!(k, K::br64_1 | K::br64_4))
         || moves_stack(m)
         || matches!(
             m,
@@ -1771,8 +1816,8 @@ impl Generator {
         b.ins.push(ud2);
 
         let block = InstructionBlock::new(&b.ins, CODE);
-        let opts =
-            BlockEncoderOptions::DONT_FIX_BRANCHES | BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS;
+        let opts = BlockEncoderOptions::DONT_FIX_BRANCHES
+            | BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS;
         let enc = BlockEncoder::encode(64, block, opts).ok()?;
         if enc.code_buffer.len() > super::CODE_SIZE - 16 {
             return None;

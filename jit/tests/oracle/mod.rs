@@ -105,8 +105,8 @@ pub mod fl {
 
 /// Register names in encoding order.
 pub const GPR_NAMES: [&str; 16] = [
-    "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12",
-    "r13", "r14", "r15",
+    "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13",
+    "r14", "r15",
 ];
 
 /// Deterministic PRNG (splitmix64 seeding + xoshiro256**): no dependency,
@@ -176,7 +176,11 @@ impl Rng {
     /// A value of `bits` bits biased towards edge cases (0, ±1, sign
     /// boundaries, powers of two, small numbers) and otherwise uniform.
     pub fn interesting(&mut self, bits: u32) -> u64 {
-        let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+        let mask = if bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << bits) - 1
+        };
         let sign = 1u64 << (bits - 1);
         let v = match self.below(16) {
             0 => 0,

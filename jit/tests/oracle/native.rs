@@ -3,7 +3,7 @@
 //! Everything is prepared before `fork` (the child must not allocate: the
 //! parent may be multi-threaded and another thread could hold the allocator
 //! lock). The child maps the code page and the data region at their fixed
-//! addresses, then for each case copies code and memory and raises SIGUSR1.
+//! addresses, then for each case copies code and memory and sends itself SIGUSR1.
 //! The SIGUSR1 handler saves its own interrupted context and rewrites the
 //! context with the case's registers, so the signal return "enters" the
 //! code. The code ends with UD2; the SIGILL (or another fault's) handler
@@ -328,6 +328,8 @@ unsafe fn child(cases: &[NativeCase], base: *mut u8, lay: &SharedLayout, alt: &m
         setup_fail(h, 5);
     }
 
+    let pid = libc::syscall(libc::SYS_getpid);
+    let tid = libc::syscall(libc::SYS_gettid);
     let slots = base.add(lay.slots) as *mut Slot;
     for (k, c) in cases.iter().enumerate() {
         std::ptr::write_volatile(&mut (*h).started, k as u64 + 1);
@@ -342,7 +344,9 @@ unsafe fn child(cases: &[NativeCase], base: *mut u8, lay: &SharedLayout, alt: &m
         st.gs_base = c.init.gs_base;
         st.set_segs = c.init.fs_base != 0 || c.init.gs_base != 0;
         st.slot = slots.add(k);
-        libc::raise(libc::SIGUSR1);
+        // A raw tgkill, not raise(): glibc's raise may take locks that
+        // another thread of the parent held at fork time.
+        libc::syscall(libc::SYS_tgkill, pid, tid, libc::SIGUSR1);
         let out = base.add(lay.data + k * DATA_SIZE);
         std::ptr::copy_nonoverlapping(data.as_ptr(), out, DATA_SIZE);
         std::ptr::write_volatile(&mut (*h).done, k as u64 + 1);
@@ -404,7 +408,10 @@ pub fn run_batch(cases: &[NativeCase]) -> Batch {
             0,
         )
     };
-    assert!(base != libc::MAP_FAILED, "mmap of the shared result region failed");
+    assert!(
+        base != libc::MAP_FAILED,
+        "mmap of the shared result region failed"
+    );
     let base = base as *mut u8;
     let mut alt = vec![0u8; 256 * 1024];
     let limit = Duration::from_secs(30) + Duration::from_millis(20) * cases.len() as u32;
@@ -460,7 +467,14 @@ pub fn run_batch(cases: &[NativeCase]) -> Batch {
             };
             let mut msg = format!("native child {what}");
             if header.setup_step != 0 {
-                let steps = ["?", "mmap code page", "mmap data region", "sigaltstack", "sigaction", "setitimer"];
+                let steps = [
+                    "?",
+                    "mmap code page",
+                    "mmap data region",
+                    "sigaltstack",
+                    "sigaction",
+                    "setitimer",
+                ];
                 let step = steps.get(header.setup_step as usize).unwrap_or(&"?");
                 let err = std::io::Error::from_raw_os_error(header.setup_errno as i32);
                 msg += &format!(" (set-up step `{step}` failed: {err})");
