@@ -471,3 +471,35 @@ fn generator_sequences_behave_natively() {
         bad.join("\n")
     );
 }
+
+/// A child that dies in the middle of a batch is reported with the case it
+/// was running; the cases before it keep their results.
+#[test]
+fn native_runner_reports_a_dying_child() {
+    let mut g = [0u64; 16];
+    g[4] = oracle::STACK_TOP;
+    let st = init(g);
+    let ok = [0x48, 0xff, 0xc0, 0x0f, 0x0b]; // inc rax; ud2
+                                             // mov eax, 231 (exit_group); mov edi, 7; syscall
+    let die = [0xb8, 231, 0, 0, 0, 0xbf, 7, 0, 0, 0, 0x0f, 0x05];
+    let b = run_batch(&[
+        NativeCase {
+            code: &ok,
+            init: &st,
+        },
+        NativeCase {
+            code: &die,
+            init: &st,
+        },
+        NativeCase {
+            code: &ok,
+            init: &st,
+        },
+    ]);
+    let (k, msg) = b.failure.expect("the child exited early");
+    assert_eq!(k, 1);
+    assert!(msg.contains("exited with status 7"), "{msg}");
+    assert_eq!(b.results[0].gpr[0], 1);
+    assert_eq!(b.results[1].end, End::NotRun);
+    assert_eq!(b.results[2].end, End::NotRun);
+}

@@ -378,6 +378,9 @@ struct Fx {
     count: Option<u32>,
     /// The destination register's value is undefined afterwards.
     undef_dest: bool,
+    /// The instruction changes no flag (a REP string instruction with
+    /// RCX = 0).
+    keeps_flags: bool,
 }
 
 /// Fake instruction addresses used as labels by the block encoder: form
@@ -608,7 +611,11 @@ impl<'r> Builder<'r> {
                 return false;
             }
         }
-        let (modified, undefined) = flag_effect(&ins, fx.count);
+        let (modified, undefined) = if fx.keeps_flags {
+            (0, 0)
+        } else {
+            flag_effect(&ins, fx.count)
+        };
         self.before.push(self.state);
         self.form_of.push(self.form_name.clone());
         self.state.flags = (self.state.flags & !modified) | undefined | vendor_undefined(m);
@@ -1570,12 +1577,14 @@ impl<'r> Builder<'r> {
         if !self.set_reg(6, src | u1) || !self.set_reg(7, dst | u2) {
             return false;
         }
+        let mut fx = Fx::default();
         if f.rep != RepPrefixKind::None {
             let n = if self.rng.chance(1, 8) {
                 0
             } else {
                 1 + self.rng.below(16)
             };
+            fx.keeps_flags = n == 0;
             let u = upper(self.rng, f.addr);
             if !self.set_reg(1, n | u) {
                 return false;
@@ -1593,7 +1602,7 @@ impl<'r> Builder<'r> {
             _ => Register::None,
         };
         match string_insn(f, seg) {
-            Some(i) => self.emit(i, Fx::default()),
+            Some(i) => self.emit(i, fx),
             None => false,
         }
     }
