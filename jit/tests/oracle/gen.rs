@@ -756,11 +756,13 @@ impl<'r> Builder<'r> {
                 }
             }
             18 => Mem {
+                // [disp32]: with displacement size 8 a 64-bit address (SIB,
+                // no base), with 4 a 67-prefixed 32-bit one.
                 base: Register::None,
                 index: Register::None,
                 scale: 1,
                 disp: target(self.rng) as i64,
-                displ_size: 4,
+                displ_size: *self.rng.pick(&[4, 8]),
                 seg,
             },
             _ => Mem {
@@ -900,6 +902,18 @@ impl<'r> Builder<'r> {
                     ins.set_op_register(n, r);
                 }
                 Op::M(m) => {
+                    // iced wants the displacement size of the address
+                    // size: 8 for a 32-bit displacement with 64-bit
+                    // registers.
+                    let wide = m.base.is_gpr64() || m.index.is_gpr64() || m.base == Register::RIP;
+                    let m = Mem {
+                        displ_size: if m.displ_size == 4 && wide {
+                            8
+                        } else {
+                            m.displ_size
+                        },
+                        ..m
+                    };
                     ins.set_op_kind(n, OpKind::Memory);
                     ins.set_memory_base(m.base);
                     ins.set_memory_index(m.index);
