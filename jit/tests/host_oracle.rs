@@ -503,3 +503,113 @@ fn native_runner_reports_a_dying_child() {
     assert_eq!(b.results[1].end, End::NotRun);
     assert_eq!(b.results[2].end, End::NotRun);
 }
+
+/// The generator really produces every catalogue form and every kind of
+/// operand it is meant to (a form or addressing mode that always fails its
+/// constraints would otherwise vanish silently).
+#[test]
+fn generator_covers_forms_and_operand_kinds() {
+    use iced_x86::{Code, OpKind, Register};
+    let cat = catalogue();
+    let names: Vec<String> = cat.iter().map(|f| f.name.clone()).collect();
+    let g = Generator::new(cat, false);
+    let mut used = std::collections::BTreeSet::new();
+    let mut seen = std::collections::BTreeSet::<&str>::new();
+    for k in 0..6000 {
+        let c = g.case(case_seed(11, k));
+        used.extend(c.form_of.iter().cloned());
+        for i in decode(&c.code) {
+            let mem = (0..i.op_count()).any(|n| i.op_kind(n) == OpKind::Memory);
+            let mut see = |cond: bool, what: &'static str| {
+                if cond {
+                    seen.insert(what);
+                }
+            };
+            let accessed = mem && i.code() != Code::Lea_r64_m && !i.is_ip_rel_memory_operand();
+            see(mem && i.is_ip_rel_memory_operand(), "rip-relative");
+            see(mem && i.memory_base() == Register::EIP, "eip-relative");
+            see(accessed && i.memory_base().is_gpr32(), "67-prefixed base");
+            see(
+                accessed && i.memory_base() == Register::None && i.memory_index() == Register::None,
+                "absolute",
+            );
+            see(
+                accessed && i.memory_base() == Register::None && i.memory_index() != Register::None,
+                "index only",
+            );
+            see(
+                accessed && i.memory_index() != Register::None && i.memory_index_scale() == 8,
+                "scale 8",
+            );
+            see(accessed && i.memory_base() == Register::RSP, "rsp base");
+            see(accessed && i.memory_base() == Register::RBP, "rbp base");
+            see(accessed && i.memory_base() == Register::R13, "r13 base");
+            see(accessed && i.memory_base() == Register::R12, "r12 base");
+            see(accessed && i.memory_displ_size() == 1, "disp8");
+            see(
+                accessed && i.segment_prefix() == Register::FS,
+                "fs override",
+            );
+            see(
+                accessed && i.segment_prefix() == Register::GS,
+                "gs override",
+            );
+            see(
+                accessed && i.segment_prefix() == Register::CS,
+                "cs override",
+            );
+            see(i.has_lock_prefix(), "lock");
+            see(i.has_repe_prefix() && i.is_string_instruction(), "rep/repe");
+            see(i.has_repne_prefix() && i.is_string_instruction(), "repne");
+            let regs: Vec<Register> = (0..i.op_count())
+                .filter(|&n| i.op_kind(n) == OpKind::Register)
+                .map(|n| i.op_register(n))
+                .collect();
+            see(
+                regs.iter().any(|r| {
+                    matches!(r, Register::AH | Register::BH | Register::CH | Register::DH)
+                }),
+                "high byte register",
+            );
+            see(
+                regs.iter().any(|r| {
+                    matches!(
+                        r,
+                        Register::SPL | Register::BPL | Register::SIL | Register::DIL
+                    )
+                }),
+                "rex byte register",
+            );
+            see(
+                i.code() == Code::Mov_RAX_moffs64 || i.code() == Code::Mov_AL_moffs8,
+                "moffs",
+            );
+        }
+    }
+    let expected = [
+        "rip-relative",
+        "eip-relative",
+        "67-prefixed base",
+        "absolute",
+        "index only",
+        "scale 8",
+        "rsp base",
+        "rbp base",
+        "r13 base",
+        "r12 base",
+        "disp8",
+        "fs override",
+        "gs override",
+        "cs override",
+        "lock",
+        "rep/repe",
+        "repne",
+        "high byte register",
+        "rex byte register",
+        "moffs",
+    ];
+    let missing: Vec<&&str> = expected.iter().filter(|e| !seen.contains(**e)).collect();
+    assert!(missing.is_empty(), "never generated: {missing:?}");
+    let unused: Vec<&String> = names.iter().filter(|n| !used.contains(*n)).collect();
+    assert!(unused.is_empty(), "forms never generated: {unused:?}");
+}

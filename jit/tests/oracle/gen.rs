@@ -568,8 +568,13 @@ impl<'r> Builder<'r> {
     fn emit(&mut self, mut ins: Instruction, fx: Fx) -> bool {
         ins.set_ip(label(self.j, self.k));
         let branch = (0..ins.op_count()).any(|n| ins.op_kind(n) == OpKind::NearBranch64);
-        if !branch && self.encoder.encode(&ins, CODE).is_err() {
-            return false;
+        if !branch {
+            let ok = self.encoder.encode(&ins, CODE).is_ok();
+            // The encoder appends to its buffer: drop the bytes.
+            drop(self.encoder.take_buffer());
+            if !ok {
+                return false;
+            }
         }
         if self.only_implemented && !is_implemented(&ins) {
             return false;
@@ -736,7 +741,7 @@ impl<'r> Builder<'r> {
                 index: Register::None,
                 scale: 1,
                 disp: target(self.rng) as i64,
-                displ_size: 8,
+                displ_size: 4,
                 seg,
             },
             16..=17 => {
@@ -786,7 +791,7 @@ impl<'r> Builder<'r> {
                 index: Register::None,
                 scale: 1,
                 disp: (CODE + self.rng.below(0x1000)) as i64,
-                displ_size: 8,
+                displ_size: 4,
                 seg: Register::None,
             };
         }
@@ -1838,12 +1843,34 @@ impl Generator {
         b.form_of.push("end".into());
         b.ins.push(ud2);
 
-        let block = InstructionBlock::new(&b.ins, CODE);
+        // The block encoder turns EIP-relative operands into RIP-relative
+        // ones: those instructions go in as placeholder bytes of the right
+        // length and are encoded at their final address afterwards.
+        let mut enc64 = Encoder::new(64);
+        let mut raw = Vec::new();
+        let mut block_ins = b.ins.clone();
+        for (n, i) in block_ins.iter_mut().enumerate() {
+            if i.is_ip_rel_memory_operand() && i.memory_base() == Register::EIP {
+                let len = enc64.encode(i, CODE).ok()?;
+                drop(enc64.take_buffer());
+                let mut db = Instruction::with_declare_byte(&vec![0x90; len]).ok()?;
+                db.set_ip(i.ip());
+                raw.push((n, *i));
+                *i = db;
+            }
+        }
+        let block = InstructionBlock::new(&block_ins, CODE);
         let opts = BlockEncoderOptions::DONT_FIX_BRANCHES
             | BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS;
-        let enc = BlockEncoder::encode(64, block, opts).ok()?;
+        let mut enc = BlockEncoder::encode(64, block, opts).ok()?;
         if enc.code_buffer.len() > super::CODE_SIZE - 16 {
             return None;
+        }
+        for (n, i) in raw {
+            let off = enc.new_instruction_offsets[n] as usize;
+            let len = enc64.encode(&i, CODE + off as u64).ok()?;
+            let bytes = enc64.take_buffer();
+            enc.code_buffer[off..off + len].copy_from_slice(&bytes[..len]);
         }
         let undef_at = enc
             .new_instruction_offsets
