@@ -163,6 +163,9 @@ impl Engine {
     /// Run at most `budget` instructions.
     pub fn run(&mut self, budget: u64) -> Exit {
         self.cx.cpu.budget = budget;
+        // Code pages written from outside since the last run (loading with
+        // `write_phys`) must not run stale translations.
+        self.sync_code_writes();
         loop {
             if self.cx.cpu.budget == 0 {
                 return Exit::BudgetExhausted;

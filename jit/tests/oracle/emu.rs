@@ -1,0 +1,80 @@
+//! Running a case in cjemu: flat 64-bit mode with guest-physical = linear,
+//! the code page and data region at the native addresses, exceptions
+//! returned to the caller instead of delivered.
+
+use super::{End, Final, InitState, CODE, CODE_SIZE, DATA, DATA_SIZE, UD2};
+use cjemu_jit::memory::GuestPhysAddr;
+use cjemu_jit::state::CpuState;
+use cjemu_jit::{Engine, Exit, Seg};
+
+/// Guest RAM: covers the code page and the data region. Lazily allocated.
+const RAM: u64 = 0x2100_0000;
+/// Where `flat_long_mode` writes its page tables.
+const TABLES: u64 = 0x10_0000;
+/// Instruction budget of one case (sequences are loop-bounded and short).
+pub const BUDGET: u64 = 100_000;
+
+/// One engine reused for every case (state is reset before each).
+pub struct Emu {
+    e: Engine,
+    page: Vec<u8>,
+}
+
+impl Emu {
+    pub fn new() -> Emu {
+        let e = Engine::new(RAM).expect("guest RAM");
+        Emu {
+            e,
+            page: vec![0; CODE_SIZE],
+        }
+    }
+
+    /// Run `code` from `init`.
+    pub fn run(&mut self, code: &[u8], init: &InitState) -> Final {
+        let e = &mut self.e;
+        *e.cpu_mut() = CpuState::power_on();
+        cjemu_jit::setup::flat_long_mode(e, GuestPhysAddr(TABLES), CODE, init.gpr[4])
+            .expect("page tables");
+        e.config.exceptions_exit = true;
+        for pair in self.page.chunks_mut(2) {
+            pair.copy_from_slice(&UD2);
+        }
+        self.page[..code.len()].copy_from_slice(code);
+        e.mem_mut()
+            .write_phys(GuestPhysAddr(CODE), &self.page)
+            .expect("code write");
+        e.mem_mut()
+            .write_phys(GuestPhysAddr(DATA), &init.data)
+            .expect("data write");
+        let cpu = e.cpu_mut();
+        cpu.gpr = init.gpr;
+        cpu.rip = CODE;
+        cpu.set_rflags(init.rflags);
+        cpu.seg[Seg::Fs as usize].base = init.fs_base;
+        cpu.seg[Seg::Gs as usize].base = init.gs_base;
+        e.flush_tlb();
+        let end = match e.run(BUDGET) {
+            Exit::Exception(x) => End::Exception {
+                vector: x.vector,
+                err: x.error_code as u64,
+                cr2: x.address,
+            },
+            Exit::BudgetExhausted => End::Other("budget exhausted (endless loop?)"),
+            Exit::Halted => End::Other("halted"),
+            Exit::Device => End::Other("device access"),
+            Exit::TripleFault { .. } => End::Other("triple fault"),
+        };
+        let mut data = vec![0; DATA_SIZE];
+        e.mem()
+            .read_phys(GuestPhysAddr(DATA), &mut data)
+            .expect("data read");
+        let cpu = e.cpu();
+        Final {
+            end,
+            gpr: cpu.gpr,
+            rip: cpu.rip,
+            rflags: cpu.rflags(),
+            data,
+        }
+    }
+}
