@@ -44,8 +44,32 @@ fn target<E: Emitter>(e: &mut E, insn: &Insn) -> SemResult<E::V> {
     }
 }
 
+/// In 64-bit mode a branch to a non-canonical address faults at the
+/// branch (#GP(0)), before it changes anything.
+fn check_target<E: Emitter>(e: &mut E, t: E::V) -> SemResult {
+    if e.bitness() != 64 {
+        return Ok(());
+    }
+    let sixteen = e.imm(16);
+    let up = e.shl(t, sixteen);
+    let canon = e.sar(up, sixteen);
+    let bad = e.ne(canon, t);
+    e.raise_if(bad, Exception::gp(0))
+}
+
+/// [`check_target`] for a conditional direct branch: the target is known
+/// when the block is decoded, so only a non-canonical one costs anything.
+fn check_direct_target<E: Emitter>(e: &mut E, taken: E::V, insn: &Insn) -> SemResult {
+    let t = insn.i.near_branch_target();
+    if e.bitness() == 64 && !crate::mmu::is_canonical(t) {
+        e.raise_if(taken, Exception::gp(0))?;
+    }
+    Ok(())
+}
+
 fn jmp<E: Emitter>(e: &mut E, insn: &Insn) -> SemResult {
     let t = target(e, insn)?;
+    check_target(e, t)?;
     e.jump(t);
     Ok(())
 }
@@ -55,6 +79,7 @@ fn jcc<E: Emitter>(e: &mut E, insn: &Insn) -> SemResult {
     let c = e.cond(cc);
     let taken = e.imm(insn.i.near_branch_target());
     let next = e.imm(insn.next_ip());
+    check_direct_target(e, c, insn)?;
     let t = e.select(c, taken, next);
     e.jump(t);
     Ok(())
@@ -62,6 +87,7 @@ fn jcc<E: Emitter>(e: &mut E, insn: &Insn) -> SemResult {
 
 fn call<E: Emitter>(e: &mut E, insn: &Insn) -> SemResult {
     let t = target(e, insn)?;
+    check_target(e, t)?;
     let w = branch_width(e, &insn.i);
     let ret = e.imm(insn.next_ip());
     push(e, w, ret)?;
@@ -77,6 +103,7 @@ fn ret<E: Emitter>(e: &mut E, insn: &Insn) -> SemResult {
     } else {
         nsp
     };
+    check_target(e, t)?;
     set_sp(e, nsp);
     e.jump(t);
     Ok(())
@@ -131,6 +158,7 @@ fn loop_cc<E: Emitter>(e: &mut E, insn: &Insn) -> SemResult {
     }
     let taken = e.imm(insn.i.near_branch_target());
     let next = e.imm(insn.next_ip());
+    check_direct_target(e, go, insn)?;
     let t = e.select(go, taken, next);
     set(e, Gpr::Rcx, w, c);
     e.jump(t);
@@ -144,6 +172,7 @@ fn jrcxz<E: Emitter>(e: &mut E, insn: &Insn) -> SemResult {
     let z = e.is_zero(c);
     let taken = e.imm(insn.i.near_branch_target());
     let next = e.imm(insn.next_ip());
+    check_direct_target(e, z, insn)?;
     let t = e.select(z, taken, next);
     e.jump(t);
     Ok(())
