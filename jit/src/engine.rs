@@ -128,6 +128,13 @@ impl Engine {
         &self.cx.features
     }
 
+    /// Change the CPU features the guest sees (CPUID and decoding follow
+    /// them). Drops every decoded block, since decoding may differ.
+    pub fn set_features(&mut self, f: Features) {
+        self.cx.features = f;
+        self.blocks.clear();
+    }
+
     /// Drop all cached address translations (after changing paging state
     /// from outside).
     pub fn flush_tlb(&mut self) {
