@@ -98,6 +98,44 @@ macro_rules! rri {
     };
 }
 
+/// `op xmm0, xmm1, imm8` where the assembler method has another name.
+macro_rules! rri_as {
+    ($m:ident, $g:ident, $k:literal) => {
+        (
+            concat!(stringify!($m), " ", $k),
+            host!(concat!(stringify!($m), " xmm0, xmm1, ", $k)),
+            (|a: &mut CodeAssembler| a.$g(xmm0, xmm1, $k)) as Guest,
+        )
+    };
+}
+
+/// `op $d, $s, imm8` with explicit registers.
+macro_rules! gpi {
+    ($m:ident, $d:ident, $s:ident, $k:literal) => {
+        (
+            concat!(
+                stringify!($m),
+                " ",
+                stringify!($d),
+                ",",
+                stringify!($s),
+                ",",
+                $k
+            ),
+            host!(concat!(
+                stringify!($m),
+                " ",
+                stringify!($d),
+                ", ",
+                stringify!($s),
+                ", ",
+                $k
+            )),
+            (|a: &mut CodeAssembler| a.$m($d, $s, $k)) as Guest,
+        )
+    };
+}
+
 /// `op xmm0, imm8` on both sides.
 macro_rules! ri {
     ($m:ident, $k:literal) => {
@@ -114,7 +152,13 @@ macro_rules! gp {
     ($m:ident, $d:ident, $s:ident) => {
         (
             concat!(stringify!($m), " ", stringify!($d), ",", stringify!($s)),
-            host!(concat!(stringify!($m), " ", stringify!($d), ", ", stringify!($s))),
+            host!(concat!(
+                stringify!($m),
+                " ",
+                stringify!($d),
+                ", ",
+                stringify!($s)
+            )),
             (|a: &mut CodeAssembler| a.$m($d, $s)) as Guest,
         )
     };
@@ -255,8 +299,9 @@ fn inputs(r: &mut Rng, kind: Kind) -> St {
         }
     };
     // Rounding mode, DAZ and FTZ random; all exceptions masked.
-    let mxcsr = 0x1f80 | (r.below(4) as u32) << 13 | (r.below(2) as u32) << 6 | (r.below(2) as u32) << 15;
-    let rax = match r.below(3) {
+    let mxcsr =
+        0x1f80 | (r.below(4) as u32) << 13 | (r.below(2) as u32) << 6 | (r.below(2) as u32) << 15;
+    let rax_v = match r.below(3) {
         0 => r.next(),
         1 => r.next() >> r.below(64),
         _ => (r.next() as i32 >> r.below(32)) as i64 as u64,
@@ -264,7 +309,7 @@ fn inputs(r: &mut Rng, kind: Kind) -> St {
     St {
         x0,
         x1,
-        rax,
+        rax: rax_v,
         mxcsr,
         ..St::default()
     }
@@ -324,8 +369,11 @@ fn host_run(h: Host, s: &St) -> St {
     }
 }
 
-/// Compare `n` random inputs of `kind` for every case.
-fn differential(cases: &[Case], kind: Kind, n: usize, seed: u64) {
+/// Compare `n` random inputs of `kind` for every case. Returns how often
+/// the host raised each MXCSR flag (IE DE ZE OE UE PE), so callers can
+/// check that the inputs reached the interesting cases.
+fn differential(cases: &[Case], kind: Kind, n: usize, seed: u64) -> [usize; 6] {
+    let mut seen = [0usize; 6];
     let mut failures = Vec::new();
     for (k, &(name, h, g)) in cases.iter().enumerate() {
         let mut e = machine(&assemble(g));
@@ -334,6 +382,9 @@ fn differential(cases: &[Case], kind: Kind, n: usize, seed: u64) {
         for _ in 0..n {
             let s = inputs(&mut r, kind);
             let want = host_run(h, &s);
+            for (b, c) in seen.iter_mut().enumerate() {
+                *c += (want.mxcsr >> b & 1) as usize;
+            }
             let got = guest(&mut e, &s).unwrap_or_else(|x| panic!("{name}: {x:?} for {s:x?}"));
             if got != want {
                 if bad < 3 {
@@ -351,9 +402,21 @@ fn differential(cases: &[Case], kind: Kind, n: usize, seed: u64) {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    seen
 }
 
-const N: usize = 3000;
+/// Every flag in `flags` (MXCSR bit numbers) was raised at least `min` times.
+fn assert_reached(seen: [usize; 6], flags: &[usize], min: usize) {
+    for &f in flags {
+        assert!(
+            seen[f] >= min,
+            "flag {f} raised only {} times: {seen:?}",
+            seen[f]
+        );
+    }
+}
+
+const N: usize = 20000;
 
 #[test]
 fn float_arith_single_matches_host() {
@@ -373,7 +436,8 @@ fn float_arith_single_matches_host() {
         rr!(maxps),
         rr!(maxss),
     ];
-    differential(&cases, Kind::F32, N, 1);
+    let seen = differential(&cases, Kind::F32, N, 1);
+    assert_reached(seen, &[0, 1, 2, 3, 4, 5], 100);
 }
 
 #[test]
@@ -394,7 +458,8 @@ fn float_arith_double_matches_host() {
         rr!(maxpd),
         rr!(maxsd),
     ];
-    differential(&cases, Kind::F64, N, 2);
+    let seen = differential(&cases, Kind::F64, N, 2);
+    assert_reached(seen, &[0, 1, 2, 3, 4, 5], 100);
 }
 
 #[test]
@@ -413,18 +478,20 @@ fn float_compares_match_host() {
         rr!(comiss),
         rr!(ucomiss),
     ];
-    differential(&single, Kind::F32, N / 2, 3);
+    let seen = differential(&single, Kind::F32, N / 2, 3);
+    assert_reached(seen, &[0, 1], 100);
     let double: Vec<Case> = vec![
         rri!(cmppd, 0),
         rri!(cmppd, 2),
         rri!(cmppd, 3),
         rri!(cmppd, 5),
-        rri!(cmpsd, 6),
-        rri!(cmpsd, 7),
+        rri_as!(cmpsd, cmpsd_3, 6),
+        rri_as!(cmpsd, cmpsd_3, 7),
         rr!(comisd),
         rr!(ucomisd),
     ];
-    differential(&double, Kind::F64, N / 2, 4);
+    let seen = differential(&double, Kind::F64, N / 2, 4);
+    assert_reached(seen, &[0, 1], 100);
 }
 
 #[test]
@@ -447,7 +514,11 @@ fn float_logic_and_shuffles_match_host() {
         rr!(unpcklpd),
         rr!(unpckhpd),
         rr!(movss),
-        rr!(movsd),
+        (
+            "movsd",
+            host!("movsd xmm0, xmm1"),
+            (|a: &mut CodeAssembler| a.movsd_2(xmm0, xmm1)) as Guest,
+        ),
         rr!(movhlps),
         rr!(movlhps),
         rr!(movaps),
@@ -475,7 +546,8 @@ fn conversions_match_host() {
         gp!(cvttss2si, eax, xmm1),
         gp!(cvttss2si, rax, xmm1),
     ];
-    differential(&from_single, Kind::CvtF32, N, 6);
+    let seen = differential(&from_single, Kind::CvtF32, N, 6);
+    assert_reached(seen, &[0, 5], 100);
     let from_double: Vec<Case> = vec![
         rr!(cvtsd2ss),
         rr!(cvtpd2ps),
@@ -486,11 +558,13 @@ fn conversions_match_host() {
         gp!(cvttsd2si, eax, xmm1),
         gp!(cvttsd2si, rax, xmm1),
     ];
-    differential(&from_double, Kind::CvtF64, N, 7);
+    let seen = differential(&from_double, Kind::CvtF64, N, 7);
+    assert_reached(seen, &[0, 5], 100);
     // The same conversions on general special values (NaNs, denormals,
     // extremes) rather than integer-like ones.
+    let seen = differential(&from_double, Kind::F64, N / 2, 9);
+    assert_reached(seen, &[0, 1, 4, 5], 20);
     differential(&from_single, Kind::F32, N / 2, 8);
-    differential(&from_double, Kind::F64, N / 2, 9);
     let from_int: Vec<Case> = vec![
         rr!(cvtdq2ps),
         rr!(cvtdq2pd),
@@ -499,7 +573,8 @@ fn conversions_match_host() {
         gp!(cvtsi2sd, xmm0, eax),
         gp!(cvtsi2sd, xmm0, rax),
     ];
-    differential(&from_int, Kind::Int, N, 10);
+    let seen = differential(&from_int, Kind::Int, N, 10);
+    assert_reached(seen, &[5], 100);
 }
 
 #[test]
@@ -558,12 +633,12 @@ fn integer_simd_matches_host() {
         rr!(pavgb),
         rr!(pavgw),
         rr!(psadbw),
-        rri!(pextrw, 5),
-        rri!(pinsrw, 3),
+        gpi!(pextrw, eax, xmm1, 5),
+        gpi!(pinsrw, xmm0, eax, 3),
         rr!(movdqa),
         rr!(movdqu),
     ];
-    differential(&cases, Kind::Int, 300, 11);
+    differential(&cases, Kind::Int, 3000, 11);
 }
 
 #[test]
@@ -636,7 +711,8 @@ fn approximations_are_within_sdm_bounds() {
             let want = host_run(h, &s);
             let got = guest(&mut e, &s).unwrap();
             assert_eq!(got.mxcsr, 0x1f80, "{name}: no flags");
-            for i in 0..4 {
+            let lanes = if name.ends_with("ss") { 1 } else { 4 };
+            for i in 0..lanes {
                 let x = f32::from_bits((s.x1 >> (32 * i)) as u32);
                 let hv = f32::from_bits((want.x0 >> (32 * i)) as u32);
                 let gv = f32::from_bits((got.x0 >> (32 * i)) as u32);
@@ -648,13 +724,32 @@ fn approximations_are_within_sdm_bounds() {
                 let normal_result = exact.is_finite()
                     && exact.abs() >= f32::MIN_POSITIVE as f64 * 2.0
                     && x.is_normal();
-                if normal_result {
+                let edge = exact.abs() < f32::MIN_POSITIVE as f64 * 2.0
+                    && exact.abs() >= f32::MIN_POSITIVE as f64 * 0.5;
+                if edge && x.is_normal() {
+                    // At the bottom of the normal range an approximation
+                    // just below 2^-126 is flushed: zero or close are fine.
+                    let err = ((gv as f64 - exact) / exact).abs();
+                    assert!(gv == 0.0 || err <= 1.5 / 4096.0, "{name} {x:e}: {gv:e}");
+                } else if normal_result {
                     let err = ((gv as f64 - exact) / exact).abs();
                     assert!(err <= 1.5 / 4096.0, "{name} {x:e}: {gv:e} vs {exact:e}");
-                } else if name.ends_with("ps") || i == 0 {
+                } else {
                     // Specials: same class and sign as the host.
-                    let class = |v: f32| (v.is_nan(), v.is_infinite(), v == 0.0, v.is_sign_negative() && !v.is_nan());
-                    assert_eq!(class(gv), class(hv), "{name} {x:e} ({:#x}): {gv:e} vs host {hv:e}", x.to_bits());
+                    let class = |v: f32| {
+                        (
+                            v.is_nan(),
+                            v.is_infinite(),
+                            v == 0.0,
+                            v.is_sign_negative() && !v.is_nan(),
+                        )
+                    };
+                    assert_eq!(
+                        class(gv),
+                        class(hv),
+                        "{name} {x:e} ({:#x}): {gv:e} vs host {hv:e}",
+                        x.to_bits()
+                    );
                 }
             }
             if name.ends_with("ss") {
@@ -744,19 +839,19 @@ fn sse_needs_osfxsr_and_honours_em_and_ts() {
     assert_eq!(x, Exit::Exception(Exception::nm()));
     // FXSAVE: #NM for TS and for EM; it works without OSFXSR.
     let fx: Guest = |a| a.fxsave64(ptr(rbx));
-    let rbx = |e: &mut Engine| e.cpu_mut().set_reg(Gpr::Rbx, DATA);
+    let set_rbx = |e: &mut Engine| e.cpu_mut().set_reg(Gpr::Rbx, DATA);
     let (_, x) = run_code(fx, |e| {
-        rbx(e);
+        set_rbx(e);
         e.cpu_mut().cr0 |= 1 << 3
     });
     assert_eq!(x, Exit::Exception(Exception::nm()));
     let (_, x) = run_code(fx, |e| {
-        rbx(e);
+        set_rbx(e);
         e.cpu_mut().cr0 |= 1 << 2
     });
     assert_eq!(x, Exit::Exception(Exception::nm()));
     let (_, x) = run_code(fx, |e| {
-        rbx(e);
+        set_rbx(e);
         e.cpu_mut().cr4 &= !(1 << 9)
     });
     assert_eq!(x, Exit::Halted);
@@ -824,7 +919,9 @@ fn ldmxcsr_stmxcsr_and_reserved_bits() {
             a.stmxcsr(dword_ptr(rbx + 4))
         },
         |e| {
-            e.mem_mut().write_phys(GuestPhysAddr(DATA), &0xffffu32.to_le_bytes()).unwrap();
+            e.mem_mut()
+                .write_phys(GuestPhysAddr(DATA), &0xffffu32.to_le_bytes())
+                .unwrap();
             e.cpu_mut().set_reg(Gpr::Rbx, DATA);
         },
     );
@@ -836,7 +933,9 @@ fn ldmxcsr_stmxcsr_and_reserved_bits() {
     let (e, x) = run_code(
         |a| a.ldmxcsr(dword_ptr(rbx)),
         |e| {
-            e.mem_mut().write_phys(GuestPhysAddr(DATA), &0x1_1f80u32.to_le_bytes()).unwrap();
+            e.mem_mut()
+                .write_phys(GuestPhysAddr(DATA), &0x1_1f80u32.to_le_bytes())
+                .unwrap();
             e.cpu_mut().set_reg(Gpr::Rbx, DATA);
         },
     );
@@ -901,7 +1000,10 @@ fn fxsave64_layout_and_round_trip() {
     for i in 0..16 {
         let o = 160 + 16 * i;
         let v = u128::from_le_bytes(m[o..o + 16].try_into().unwrap());
-        assert_eq!(v, 0x0101_0101_0101_0101_0101_0101_0101_0101u128 * (i as u128 + 1));
+        assert_eq!(
+            v,
+            0x0101_0101_0101_0101_0101_0101_0101_0101u128 * (i as u128 + 1)
+        );
     }
     // Restore into a cleared state.
     let (e2, x) = run_code(
@@ -912,7 +1014,11 @@ fn fxsave64_layout_and_round_trip() {
         },
     );
     assert_eq!(x, Exit::Halted);
-    assert_eq!(e2.cpu().x87, e.cpu().x87, "x87 state incl. the full tag word");
+    assert_eq!(
+        e2.cpu().x87,
+        e.cpu().x87,
+        "x87 state incl. the full tag word"
+    );
     assert_eq!(e2.cpu().xmm, e.cpu().xmm);
     assert_eq!(e2.cpu().mxcsr, e.cpu().mxcsr);
 }
@@ -937,7 +1043,10 @@ fn fxsave_legacy_layout_and_round_trip() {
     );
     assert_eq!(x, Exit::Halted);
     let (a, b) = (&e2.cpu().x87, &e.cpu().x87);
-    assert_eq!((a.fcw, a.fsw, a.ftw, a.fop, a.regs), (b.fcw, b.fsw, b.ftw, b.fop, b.regs));
+    assert_eq!(
+        (a.fcw, a.fsw, a.ftw, a.fop, a.regs),
+        (b.fcw, b.fsw, b.ftw, b.fop, b.regs)
+    );
     assert_eq!(a.fip, 0x5566_7788, "legacy FIP is 32 bits");
     assert_eq!(a.fdp, 0xddee_ff00);
     assert_eq!(e2.cpu().xmm, e.cpu().xmm);
@@ -977,11 +1086,17 @@ fn fxsave_offsets_match_host() {
     // SAFETY: STMXCSR writes 4 bytes.
     unsafe { asm!("stmxcsr [{p}]", p = in(reg) &mut host_mxcsr) };
     assert_eq!(u128::from_le_bytes(area.0[176..192].try_into().unwrap()), v);
-    assert_eq!(u32::from_le_bytes(area.0[24..28].try_into().unwrap()), host_mxcsr);
-    let (e, _) = run_code(|a| a.fxsave64(ptr(rbx)), |e| {
-        e.cpu_mut().xmm[1] = v;
-        e.cpu_mut().set_reg(Gpr::Rbx, DATA);
-    });
+    assert_eq!(
+        u32::from_le_bytes(area.0[24..28].try_into().unwrap()),
+        host_mxcsr
+    );
+    let (e, _) = run_code(
+        |a| a.fxsave64(ptr(rbx)),
+        |e| {
+            e.cpu_mut().xmm[1] = v;
+            e.cpu_mut().set_reg(Gpr::Rbx, DATA);
+        },
+    );
     let m = read_image(&e);
     assert_eq!(&m[176..192], &area.0[176..192]);
 }
@@ -1002,6 +1117,12 @@ fn movntdq_and_movnti_store() {
     assert_eq!(x, Exit::Halted);
     let mut m = [0u8; 24];
     e.mem().read_phys(GuestPhysAddr(DATA), &mut m).unwrap();
-    assert_eq!(u128::from_le_bytes(m[..16].try_into().unwrap()), 0xdead_beef_u128 << 64 | 7);
-    assert_eq!(u64::from_le_bytes(m[16..].try_into().unwrap()), 0x0102_0304_0506_0708);
+    assert_eq!(
+        u128::from_le_bytes(m[..16].try_into().unwrap()),
+        0xdead_beef_u128 << 64 | 7
+    );
+    assert_eq!(
+        u64::from_le_bytes(m[16..].try_into().unwrap()),
+        0x0102_0304_0506_0708
+    );
 }

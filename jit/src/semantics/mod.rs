@@ -23,13 +23,13 @@ pub mod misc;
 pub mod muldiv;
 pub mod operand;
 pub mod shift;
-pub mod stack;
 pub mod sse;
 pub mod sse_cvt;
 pub mod sse_float;
 pub mod sse_int;
 pub mod sse_move;
 pub mod sse_state;
+pub mod stack;
 pub mod string;
 pub mod x87;
 

@@ -40,7 +40,8 @@ pub fn lookup<E: Emitter>(i: &Instruction) -> Option<Sem<E>> {
 fn uses_mmx(i: &Instruction) -> bool {
     (0..i.op_count()).any(|n| {
         let r = i.op_register(n) as u32;
-        i.op_kind(n) == OpKind::Register && (Register::MM0 as u32..=Register::MM7 as u32).contains(&r)
+        i.op_kind(n) == OpKind::Register
+            && (Register::MM0 as u32..=Register::MM7 as u32).contains(&r)
     })
 }
 

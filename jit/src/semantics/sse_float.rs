@@ -52,7 +52,9 @@ fn packed<const OP: u8, const D: bool>(cx: &mut Interp, insn: &Insn) -> SemResul
     let b = read128(cx, insn, 1)?;
     let d = xreg(insn, 0);
     let mut e = env(cx);
-    let r = map2(cx.cpu.xmm[d], b, f.bits(), |x, y| arith(OP, f, x, y, &mut e));
+    let r = map2(cx.cpu.xmm[d], b, f.bits(), |x, y| {
+        arith(OP, f, x, y, &mut e)
+    });
     commit_flags(cx, &e)?;
     cx.cpu.xmm[d] = r;
     Ok(())

@@ -80,7 +80,9 @@ fn psubs<const B: u32>(cx: &mut Interp, insn: &Insn) -> SemResult {
     })
 }
 fn paddus<const B: u32>(cx: &mut Interp, insn: &Insn) -> SemResult {
-    binop(cx, insn, |a, b| map2(a, b, B, |x, y| (x + y).min(lane_mask(B))))
+    binop(cx, insn, |a, b| {
+        map2(a, b, B, |x, y| (x + y).min(lane_mask(B)))
+    })
 }
 fn psubus<const B: u32>(cx: &mut Interp, insn: &Insn) -> SemResult {
     binop(cx, insn, |a, b| map2(a, b, B, |x, y| x.saturating_sub(y)))

@@ -81,7 +81,11 @@ fn mov_half(cx: &mut Interp, insn: &Insn, high: bool) -> SemResult {
     if is_xmm(insn, 0) {
         let v = cx.load(lin, Width::Q)?;
         let d = &mut cx.cpu.xmm[xreg(insn, 0)];
-        *d = if high { join(lo(*d), v) } else { join(v, hi(*d)) };
+        *d = if high {
+            join(lo(*d), v)
+        } else {
+            join(v, hi(*d))
+        };
         return Ok(());
     }
     let s = cx.cpu.xmm[xreg(insn, 1)];
@@ -151,9 +155,8 @@ fn pmovmskb(cx: &mut Interp, insn: &Insn) -> SemResult {
 /// The helper for `i`, if it is a move of this family.
 pub fn lookup(i: &Instruction) -> Option<InterpFn> {
     use Mnemonic as M;
-    let xmm_op = |n: u32| {
-        i.op_kind(n) == OpKind::Register && super::sse::xmm_of(i.op_register(n)).is_some()
-    };
+    let xmm_op =
+        |n: u32| i.op_kind(n) == OpKind::Register && super::sse::xmm_of(i.op_register(n)).is_some();
     Some(match i.mnemonic() {
         M::Movd | M::Movq if xmm_op(0) || xmm_op(1) => movdq,
         M::Movdqa

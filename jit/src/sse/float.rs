@@ -517,22 +517,24 @@ pub fn sqrt(f: Fmt, a: u64, env: &mut Env) -> u64 {
 /// (quiet ones included) raises IE and returns `b` as it is; so do two
 /// zeros of any signs (without IE).
 pub fn minmax(f: Fmt, a: u64, b: u64, max: bool, env: &mut Env) -> u64 {
-    if f.is_nan(a) || f.is_nan(b) {
+    let pick = if f.is_nan(a) || f.is_nan(b) {
         env.raise(mx::IE);
-        return b;
-    }
-    let (va, da) = decode(f, a, env);
-    let (vb, db) = decode(f, b, env);
-    if da || db {
-        env.raise(mx::DE);
-    }
-    let a_wins = if max {
-        less(vb, va)
+        b
     } else {
-        less(va, vb)
+        let (va, da) = decode(f, a, env);
+        let (vb, db) = decode(f, b, env);
+        if da || db {
+            env.raise(mx::DE);
+        }
+        let a_wins = if max { less(vb, va) } else { less(va, vb) };
+        if a_wins {
+            a
+        } else {
+            b
+        }
     };
-    let pick = if a_wins { a } else { b };
-    // With DAZ a denormal operand is a zero, also as a result.
+    // With DAZ a denormal operand is a zero, also as the result (even the
+    // second operand returned because of a NaN).
     if env.daz() && f.is_denormal(pick) {
         pick & f.sign_bit()
     } else {
@@ -742,13 +744,28 @@ mod tests {
     #[test]
     fn basic_arithmetic_matches_host_in_nearest() {
         let vals = [
-            1.0f64, -2.5, 3.0e-310, 1.0e308, -7.25, 0.1, 1.0 / 3.0, 5e-324,
+            1.0f64,
+            -2.5,
+            3.0e-310,
+            1.0e308,
+            -7.25,
+            0.1,
+            1.0 / 3.0,
+            5e-324,
         ];
         for &x in &vals {
             for &y in &vals {
                 let (a, b) = (x.to_bits(), y.to_bits());
-                assert_eq!(add(F64, a, b, false, &mut env()), (x + y).to_bits(), "{x}+{y}");
-                assert_eq!(add(F64, a, b, true, &mut env()), (x - y).to_bits(), "{x}-{y}");
+                assert_eq!(
+                    add(F64, a, b, false, &mut env()),
+                    (x + y).to_bits(),
+                    "{x}+{y}"
+                );
+                assert_eq!(
+                    add(F64, a, b, true, &mut env()),
+                    (x - y).to_bits(),
+                    "{x}-{y}"
+                );
                 assert_eq!(mul(F64, a, b, &mut env()), (x * y).to_bits(), "{x}*{y}");
                 assert_eq!(div(F64, a, b, &mut env()), (x / y).to_bits(), "{x}/{y}");
             }
@@ -772,7 +789,10 @@ mod tests {
         assert_eq!(to_int(F64, 3e9f64.to_bits(), 32, true, &mut e), 0x8000_0000);
         assert_eq!(e.flags, mx::IE);
         let mut e = env();
-        assert_eq!(to_int(F64, (-2.5f64).to_bits(), 32, false, &mut e), 0xffff_fffe);
+        assert_eq!(
+            to_int(F64, (-2.5f64).to_bits(), 32, false, &mut e),
+            0xffff_fffe
+        );
         assert_eq!(e.flags, mx::PE);
     }
 }

@@ -69,7 +69,10 @@ mod tests {
         let v = 0x0011_2233_4455_6677_8899_aabb_ccdd_eeffu128;
         assert_eq!(lane(v, 16, 7), 0x0011);
         assert_eq!(lane(v, 8, 0), 0xff);
-        assert_eq!(set_lane(v, 32, 1, 0x1234_5678) >> 32 & 0xffff_ffff, 0x1234_5678);
+        assert_eq!(
+            set_lane(v, 32, 1, 0x1234_5678) >> 32 & 0xffff_ffff,
+            0x1234_5678
+        );
         assert_eq!(map2(v, v, 8, |a, b| a ^ b), 0);
         assert_eq!(join(lo(v), hi(v)), v);
     }
