@@ -1126,3 +1126,91 @@ fn movntdq_and_movnti_store() {
         0x0102_0304_0506_0708
     );
 }
+
+/// Length of the faulting instruction the SIGFPE handler skips.
+static SKIP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Set by the handler when a SIMD exception trapped.
+static TRAPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_sigfpe(_: libc::c_int, _: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    use std::sync::atomic::Ordering::SeqCst;
+    // SAFETY: the kernel passes a valid ucontext; we only move RIP past the
+    // faulting instruction (a #XM fault leaves RIP on it, registers and
+    // MXCSR flags as the CPU left them).
+    unsafe {
+        let uc = ctx as *mut libc::ucontext_t;
+        (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] += SKIP.load(SeqCst) as i64;
+    }
+    TRAPPED.store(true, SeqCst);
+}
+
+/// With exceptions unmasked at random, the host traps (#XM → SIGFPE) or
+/// not exactly when the engine raises #XM, with the same MXCSR flags and
+/// the destination unchanged.
+#[test]
+fn unmasked_exceptions_match_host() {
+    use std::sync::atomic::Ordering::SeqCst;
+    // SAFETY: installs a process-wide SIGFPE handler; only this test
+    // triggers SIGFPE.
+    unsafe {
+        let mut sa: libc::sigaction = core::mem::zeroed();
+        sa.sa_sigaction = on_sigfpe as usize;
+        sa.sa_flags = libc::SA_SIGINFO;
+        assert_eq!(libc::sigaction(libc::SIGFPE, &sa, core::ptr::null_mut()), 0);
+    }
+    let single: Vec<Case> = vec![
+        rr!(addps),
+        rr!(subss),
+        rr!(mulps),
+        rr!(divps),
+        rr!(sqrtss),
+        rr!(maxps),
+        rri!(cmpps, 1),
+        rr!(comiss),
+        rr!(cvtps2dq),
+        rr!(cvtps2pd),
+    ];
+    let double: Vec<Case> = vec![
+        rr!(mulpd),
+        rr!(divsd),
+        rr!(addpd),
+        rr!(cvtpd2ps),
+        rr!(cvtsd2ss),
+    ];
+    let mut failures = Vec::new();
+    for (cases, kind) in [(single, Kind::F32), (double, Kind::F64)] {
+        for (k, &(name, h, g)) in cases.iter().enumerate() {
+            let code = assemble(g);
+            SKIP.store(code.len() as u64 - 1, SeqCst);
+            let mut e = machine(&code);
+            let mut r = Rng(900 + k as u64);
+            let mut traps = 0;
+            for _ in 0..3000 {
+                let mut s = inputs(&mut r, kind);
+                s.mxcsr &= !((r.next() as u32 & 0x3f) << 7);
+                TRAPPED.store(false, SeqCst);
+                let want = host_run(h, &s);
+                let host_trapped = TRAPPED.load(SeqCst);
+                traps += host_trapped as usize;
+                let got = guest(&mut e, &s);
+                let (g_trap, g_x0, g_mx) = match got {
+                    Ok(t) => (false, t.x0, t.mxcsr),
+                    Err(x) => {
+                        assert_eq!(x, Exception::xm(), "{name}");
+                        (true, e.cpu().xmm[0], e.cpu().mxcsr)
+                    }
+                };
+                if (g_trap, g_x0, g_mx) != (host_trapped, want.x0, want.mxcsr)
+                    && failures.len() < 20
+                {
+                    failures.push(format!(
+                        "{name}: in x0={:#034x} x1={:#034x} mxcsr={:#x}: host trap={host_trapped} x0={:#034x} mxcsr={:#x}; guest trap={g_trap} x0={g_x0:#034x} mxcsr={g_mx:#x}",
+                        s.x0, s.x1, s.mxcsr, want.x0, want.mxcsr
+                    ));
+                }
+            }
+            assert!(traps > 100, "{name}: only {traps} host traps");
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}

@@ -183,6 +183,9 @@ impl Env {
     fn ftz(&self) -> bool {
         self.mxcsr & mx::FTZ != 0
     }
+    fn overflow_masked(&self) -> bool {
+        self.mxcsr & (mx::OE << mx::MASK_SHIFT) != 0
+    }
     fn underflow_masked(&self) -> bool {
         self.mxcsr & mx::UM != 0
     }
@@ -294,7 +297,14 @@ fn round_pack(f: Fmt, sign: bool, exp: i32, sig: u128, sticky: bool, env: &mut E
         r >>= 1;
     }
     if top > f.emax() {
-        env.raise(mx::OE | mx::PE);
+        // A masked overflow delivers an inexact infinity or MAX. An unmasked
+        // one traps; PE then tells whether the significand rounded with an
+        // unbounded exponent was inexact (as the host CPU reports it).
+        env.raise(if env.overflow_masked() || inexact {
+            mx::OE | mx::PE
+        } else {
+            mx::OE
+        });
         let to_inf = match rc {
             Round::Nearest => true,
             Round::Zero => false,
@@ -308,7 +318,7 @@ fn round_pack(f: Fmt, sign: bool, exp: i32, sig: u128, sticky: bool, env: &mut E
         };
     }
     if top < f.emin() {
-        return round_tiny(f, sign, exp, sig, sticky, env);
+        return round_tiny(f, sign, exp, sig, sticky, inexact, env);
     }
     if inexact {
         env.raise(mx::PE);
@@ -320,17 +330,35 @@ fn round_pack(f: Fmt, sign: bool, exp: i32, sig: u128, sticky: bool, env: &mut E
 
 /// The tiny case of [`round_pack`]: flush (FTZ with underflow masked) or
 /// round to the denormal grid.
-fn round_tiny(f: Fmt, sign: bool, exp: i32, sig: u128, sticky: bool, env: &mut Env) -> u64 {
+/// `inexact_unbounded`: rounding to the format's precision with an
+/// unbounded exponent lost bits (reported as PE when an unmasked underflow
+/// traps).
+fn round_tiny(
+    f: Fmt,
+    sign: bool,
+    exp: i32,
+    sig: u128,
+    sticky: bool,
+    inexact_unbounded: bool,
+    env: &mut Env,
+) -> u64 {
     if env.ftz() && env.underflow_masked() {
         env.raise(mx::UE | mx::PE);
+        return f.zero(sign);
+    }
+    if !env.underflow_masked() {
+        // Unmasked: every tiny result traps, exact or not.
+        env.raise(if inexact_unbounded {
+            mx::UE | mx::PE
+        } else {
+            mx::UE
+        });
         return f.zero(sign);
     }
     let shift = (f.emin() - f.man as i32) - exp;
     let (r, inexact) = round_bits(sig, sticky, shift, sign, env.round());
     if inexact {
         env.raise(mx::UE | mx::PE);
-    } else if !env.underflow_masked() {
-        env.raise(mx::UE);
     }
     // r <= 2^man: a carry into bit man encodes the smallest normal.
     f.zero(sign) | r as u64
