@@ -1154,7 +1154,7 @@ fn unmasked_exceptions_match_host() {
     // triggers SIGFPE.
     unsafe {
         let mut sa: libc::sigaction = core::mem::zeroed();
-        sa.sa_sigaction = on_sigfpe as usize;
+        sa.sa_sigaction = on_sigfpe as *const () as usize;
         sa.sa_flags = libc::SA_SIGINFO;
         assert_eq!(libc::sigaction(libc::SIGFPE, &sa, core::ptr::null_mut()), 0);
     }
@@ -1213,4 +1213,85 @@ fn unmasked_exceptions_match_host() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn maskmovdqu_stores_selected_bytes() {
+    let (e, x) = run_code(
+        |a| a.maskmovdqu(xmm1, xmm2),
+        |e| {
+            e.mem_mut()
+                .write_phys(GuestPhysAddr(DATA), &[0xee; 16])
+                .unwrap();
+            let c = e.cpu_mut();
+            c.set_reg(Gpr::Rdi, DATA);
+            c.xmm[1] = u128::from_le_bytes(core::array::from_fn(|i| i as u8));
+            // Select bytes 0, 3 and 15 (top bit set); 0x7f does not select.
+            let mut m = [0x7fu8; 16];
+            m[0] = 0x80;
+            m[3] = 0xff;
+            m[15] = 0x81;
+            c.xmm[2] = u128::from_le_bytes(m);
+        },
+    );
+    assert_eq!(x, Exit::Halted);
+    let mut m = [0u8; 16];
+    e.mem().read_phys(GuestPhysAddr(DATA), &mut m).unwrap();
+    let mut want = [0xeeu8; 16];
+    want[0] = 0;
+    want[3] = 3;
+    want[15] = 15;
+    assert_eq!(m, want);
+}
+
+/// Map linear 0x4000_0000 (4 KiB pages): the first page writable at
+/// physical 0x20000, the next one read-only at 0x21000.
+fn map_ro_after_rw(e: &mut Engine) {
+    let w = |e: &mut Engine, a: u64, v: u64| {
+        e.mem_mut()
+            .write_phys(GuestPhysAddr(a), &v.to_le_bytes())
+            .unwrap()
+    };
+    let pdpt = TABLES + 0x1000;
+    w(e, pdpt + 8, 0x5000 | 7); // PDPT[1] → PD
+    w(e, 0x5000, 0x6000 | 7); // PD[0] → PT
+    w(e, 0x6000, 0x20000 | 7); // PT[0]: RW
+    w(e, 0x6008, 0x21000 | 5); // PT[1]: read-only
+    e.flush_tlb();
+}
+
+#[test]
+fn stores_crossing_into_a_read_only_page_write_nothing() {
+    let base = 0x4000_0000u64;
+    let cases: [(Guest, u64); 3] = [
+        (|a| a.movups(xmmword_ptr(rbx), xmm0), 0xff8),
+        (|a| a.maskmovdqu(xmm0, xmm1), 0xff4),
+        (|a| a.fxsave64(ptr(rbx)), 0xf00),
+    ];
+    for (body, off) in cases {
+        let (e, x) = run_code(body, |e| {
+            map_ro_after_rw(e);
+            e.mem_mut()
+                .write_phys(GuestPhysAddr(0x20000), &[0x5a; 0x1000])
+                .unwrap();
+            let c = e.cpu_mut();
+            c.set_reg(Gpr::Rbx, base + off);
+            c.set_reg(Gpr::Rdi, base + off);
+            c.xmm[0] = u128::MAX;
+            c.xmm[1] = u128::MAX;
+        });
+        match x {
+            Exit::Exception(ex) => {
+                assert_eq!(ex.vector, 14, "#PF");
+                assert_eq!(ex.address, base + 0x1000);
+            }
+            other => panic!("expected #PF, got {other:?}"),
+        }
+        let mut m = [0u8; 0x1000];
+        e.mem().read_phys(GuestPhysAddr(0x20000), &mut m).unwrap();
+        assert!(
+            m.iter().all(|&b| b == 0x5a),
+            "nothing written before the fault"
+        );
+    }
 }

@@ -1,13 +1,15 @@
 //! SSE/SSE2 data movement: MOVD/MOVQ, the 128-bit moves (aligned,
 //! unaligned, non-temporal), MOVSS/MOVSD, the half moves (MOVLPS … MOVLHPS),
-//! MOVNTI and the sign-mask extractions (MOVMSKPS/PD, PMOVMSKB).
+//! MOVNTI, MASKMOVDQU and the sign-mask extractions (MOVMSKPS/PD,
+//! PMOVMSKB).
 
-use super::operand::{ea, opnd, read, write};
-use super::sse::{check, is_xmm, mem_addr, read128, store128, xreg};
+use super::operand::{ea, get, linear, opnd, read, seg_of, write};
+use super::sse::{check, is_xmm, mem_addr, probe_store, read128, store128, xreg};
 use crate::block::{Insn, InterpFn};
 use crate::emit::{Emitter, SemResult, Width};
 use crate::interp::Interp;
 use crate::sse::vec::{hi, join, lane, lo};
+use crate::state::{Gpr, Seg};
 use iced_x86::{Instruction, Mnemonic, OpKind};
 
 /// MOVD/MOVQ between an XMM register and a GPR, memory or another XMM
@@ -152,6 +154,34 @@ fn pmovmskb(cx: &mut Interp, insn: &Insn) -> SemResult {
     movmsk(cx, insn, 8)
 }
 
+/// MASKMOVDQU: store the bytes of the first register whose mask byte (in
+/// the second) has its top bit set, at DS:rDI (segment overridable). The
+/// whole 16-byte range is checked for writability first (the SDM allows
+/// faults on masked-off bytes); an all-zero mask touches nothing.
+fn maskmovdqu(cx: &mut Interp, insn: &Insn) -> SemResult {
+    check(cx)?;
+    let aw = match insn.i.op0_kind() {
+        OpKind::MemorySegDI => Width::W,
+        OpKind::MemorySegEDI => Width::D,
+        _ => Width::Q,
+    };
+    let off = get(cx, Gpr::Rdi, aw);
+    let seg = seg_of(insn.i.memory_segment()).unwrap_or(Seg::Ds);
+    let lin = linear(cx, seg, off);
+    let data = cx.cpu.xmm[xreg(insn, 1)];
+    let mask = cx.cpu.xmm[xreg(insn, 2)];
+    if mask & 0x8080_8080_8080_8080_8080_8080_8080_8080 == 0 {
+        return Ok(());
+    }
+    probe_store(cx, lin, 16)?;
+    for i in 0..16 {
+        if lane(mask, 8, i) & 0x80 != 0 {
+            cx.store(lin.wrapping_add(i as u64), Width::B, lane(data, 8, i))?;
+        }
+    }
+    Ok(())
+}
+
 /// The helper for `i`, if it is a move of this family.
 pub fn lookup(i: &Instruction) -> Option<InterpFn> {
     use Mnemonic as M;
@@ -178,6 +208,7 @@ pub fn lookup(i: &Instruction) -> Option<InterpFn> {
         M::Movmskps => movmskps,
         M::Movmskpd => movmskpd,
         M::Pmovmskb => pmovmskb,
+        M::Maskmovdqu => maskmovdqu,
         _ => return None,
     })
 }
