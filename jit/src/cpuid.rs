@@ -41,9 +41,9 @@ impl Features {
             cx16: true,
             lahf_lm: true,
             fpu: false,
-            fxsr: false,
-            sse: false,
-            sse2: false,
+            fxsr: true,
+            sse: true,
+            sse2: true,
         }
     }
 

@@ -1,1 +1,5 @@
-//! SSE/SSE2 floating point and vector helpers (stub, filled in by its own change).
+//! SSE/SSE2 support: the software IEEE-754 core with MXCSR semantics
+//! ([`float`]) and lane helpers for 128-bit vectors ([`vec`]).
+
+pub mod float;
+pub mod vec;
