@@ -40,7 +40,7 @@ impl Features {
             popcnt: true,
             cx16: true,
             lahf_lm: true,
-            fpu: false,
+            fpu: true,
             fxsr: false,
             sse: false,
             sse2: false,
