@@ -23,8 +23,8 @@ pub mod misc;
 pub mod muldiv;
 pub mod operand;
 pub mod shift;
-pub mod stack;
 pub mod sse;
+pub mod stack;
 pub mod string;
 pub mod x87;
 

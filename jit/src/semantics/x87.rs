@@ -128,6 +128,12 @@ impl Op {
         self.env.flags & (IE | DE | ZE) & !self.env.masks != 0
     }
 
+    /// Instructions that leave C1 alone unless the stack faults.
+    fn keep_c1(&mut self) {
+        let c1 = self.f.fsw & sw::C1 != 0;
+        self.env.c1 = c1 && !self.sf;
+    }
+
     /// Merge the raised exceptions, SF and C1 into the status word.
     fn status(&mut self) {
         self.f.fsw |= self.env.flags as u16;
@@ -299,6 +305,15 @@ fn fld(cx: &mut Interp, insn: &Insn) -> SemResult {
     };
     let mut op = Op::new(cx);
     let v = match m {
+        // Loading quiets a single/double SNaN (IE raised by the conversion).
+        Some(m @ (Mem::F32(_) | Mem::F64(_))) => {
+            let v = mem_value(&mut op.env, m);
+            if v.is_nan() {
+                v.quiet()
+            } else {
+                v
+            }
+        }
         Some(m) => mem_value(&mut op.env, m),
         None => op.read_or_nan(st_of(&insn.i, 0)),
     };
@@ -309,9 +324,16 @@ fn fld(cx: &mut Interp, insn: &Insn) -> SemResult {
 }
 
 /// Push `v` unless the stack is full (then the indefinite, when masked).
+/// A denormal single/double source raises DE when there is room.
 fn push_result(op: &mut Op, v: F80) {
-    let v = if op.room() { v } else { F80::INDEFINITE };
-    if !op.blocked() {
+    let v = if op.room() {
+        op.env.denormal(false);
+        v
+    } else {
+        F80::INDEFINITE
+    };
+    // An unmasked DE does not stop a load (the host x87 loads anyway).
+    if op.env.flags & IE & !op.env.masks == 0 {
         op.f.push(v);
     }
 }
@@ -552,11 +574,16 @@ fn fprem(cx: &mut Interp, insn: &Insn) -> SemResult {
         op.f.set_st(0, r.value);
     }
     op.status();
-    if !blocked {
+    // No quotient bits for an exception or a NaN (C0, C3 kept) nor for
+    // a partial reduction (cleared).
+    if blocked || r.value.is_nan() {
+        op.set_cc(sw::C2, false);
+    } else {
+        let q = if r.partial { 0 } else { r.q };
         op.set_cc(sw::C2, r.partial);
-        op.set_cc(sw::C0, r.q & 4 != 0);
-        op.set_cc(sw::C3, r.q & 2 != 0);
-        op.set_cc(sw::C1, r.q & 1 != 0);
+        op.set_cc(sw::C0, q & 4 != 0);
+        op.set_cc(sw::C3, q & 2 != 0);
+        op.set_cc(sw::C1, q & 1 != 0);
     }
     commit(cx, insn, op);
     Ok(())
@@ -617,9 +644,10 @@ fn fcom(cx: &mut Interp, insn: &Insn) -> SemResult {
         (Some(a), Some(b)) => f80::compare(&mut op.env, a, b, quiet),
         _ => Cmp::Unordered,
     };
-    let blocked = op.blocked();
-    if !blocked {
-        op.set_cmp(c);
+    // The condition codes are set even when an unmasked exception stops
+    // the pops.
+    op.set_cmp(c);
+    if !op.blocked() {
         for _ in 0..pops {
             op.f.pop();
         }
@@ -645,20 +673,20 @@ fn fcomi(cx: &mut Interp, insn: &Insn) -> SemResult {
         (Some(a), Some(b)) => f80::compare(&mut op.env, a, b, quiet),
         _ => Cmp::Unordered,
     };
-    if !op.blocked() {
-        let (zf, pf, cf) = match c {
-            Cmp::Greater => (0, 0, 0),
-            Cmp::Less => (0, 0, 1),
-            Cmp::Equal => (1, 0, 0),
-            Cmp::Unordered => (1, 1, 1),
-        };
-        const ARITH: u64 = 0x8d5; // OF SF ZF AF PF CF
-        let fl = cx.rflags() & !ARITH;
-        cx.set_rflags(fl | (zf << 6) | (pf << 2) | cf);
-        if pop {
-            op.f.pop();
-        }
+    // The flags are set even when an unmasked exception stops the pop.
+    let (zf, pf, cf) = match c {
+        Cmp::Greater => (0, 0, 0),
+        Cmp::Less => (0, 0, 1),
+        Cmp::Equal => (1, 0, 0),
+        Cmp::Unordered => (1, 1, 1),
+    };
+    const ARITH: u64 = 0x8d5; // OF SF ZF AF PF CF
+    let fl = cx.rflags() & !ARITH;
+    cx.set_rflags(fl | (zf << 6) | (pf << 2) | cf);
+    if !op.blocked() && pop {
+        op.f.pop();
     }
+    op.keep_c1();
     op.status();
     commit(cx, insn, op);
     Ok(())
@@ -716,6 +744,7 @@ fn ffree(cx: &mut Interp, insn: &Insn) -> SemResult {
     if insn.i.mnemonic() == Mnemonic::Ffreep {
         op.f.pop();
     }
+    op.status();
     commit(cx, insn, op);
     Ok(())
 }
@@ -762,6 +791,7 @@ fn fcmov(cx: &mut Interp, insn: &Insn) -> SemResult {
             op.f.set_st(0, b.unwrap_or(F80::INDEFINITE));
         }
     }
+    op.keep_c1();
     op.status();
     commit(cx, insn, op);
     Ok(())
@@ -1049,6 +1079,7 @@ fn fbstp(cx: &mut Interp, insn: &Insn) -> SemResult {
     if r.is_none() {
         env.flags |= IE;
         env.flags &= !PE;
+        env.c1 = false;
     }
     op.env = env;
     let bytes = match r {

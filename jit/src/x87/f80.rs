@@ -222,6 +222,9 @@ pub struct Env {
     pub flags: u8,
     /// The result was rounded up in magnitude (C1).
     pub c1: bool,
+    /// An operand was converted from a single/double denormal: DE is
+    /// raised when the operation gets past its NaN checks.
+    pub denormal_src: bool,
 }
 
 impl Env {
@@ -238,11 +241,22 @@ impl Env {
             masks: (fcw & 0x3f) as u8,
             flags: 0,
             c1: false,
+            denormal_src: false,
         }
     }
 
     fn raise(&mut self, f: u8) {
         self.flags |= f;
+    }
+
+    /// Raise DE for denormal operands; true when DE is unmasked (the
+    /// operation stops there).
+    pub fn denormal(&mut self, any: bool) -> bool {
+        if any || self.denormal_src {
+            self.raise(DE);
+            return self.unmasked(DE);
+        }
+        false
     }
 
     fn unmasked(&self, f: u8) -> bool {
@@ -299,7 +313,11 @@ fn round_bits(sig: u128, shift: u32, rc: Rc, sign: bool) -> (u128, bool, bool) {
     let (q, rem, half) = if shift == 0 {
         (sig, 0, 0)
     } else if shift < 128 {
-        (sig >> shift, sig & ((1u128 << shift) - 1), 1u128 << (shift - 1))
+        (
+            sig >> shift,
+            sig & ((1u128 << shift) - 1),
+            1u128 << (shift - 1),
+        )
     } else if shift == 128 {
         (0, sig, 1u128 << 127)
     } else {
@@ -341,6 +359,12 @@ pub fn round(env: &mut Env, sign: bool, e: i32, sig: u128, fmt: Fmt) -> Rounded 
     if e1 < fmt.emin {
         if env.unmasked(UE) {
             env.raise(UE);
+            if e1 + WRAP < fmt.emin {
+                // Too small even for the wrapped exponent: zero.
+                env.raise(PE);
+                env.c1 = false;
+                return Rounded::Finite { sign, e: 0, m: 0 };
+            }
             if inexact {
                 env.raise(PE);
             }
@@ -367,6 +391,12 @@ pub fn round(env: &mut Env, sign: bool, e: i32, sig: u128, fmt: Fmt) -> Rounded 
     if e1 > fmt.emax {
         env.raise(OE);
         if env.unmasked(OE) {
+            if e1 - WRAP > fmt.emax {
+                // Too large even for the wrapped exponent: infinity.
+                env.raise(PE);
+                env.c1 = true;
+                return Rounded::Inf(sign);
+            }
             if inexact {
                 env.raise(PE);
             }
@@ -448,15 +478,23 @@ fn propagate(env: &mut Env, a: F80, b: F80) -> F80 {
 /// Common handling of two operands: unsupported → indefinite, NaNs
 /// propagate, denormals raise DE. `None` when the operation proceeds.
 fn specials2(env: &mut Env, a: F80, b: F80) -> Option<F80> {
+    if let Some(r) = nan_checks(env, a, b) {
+        return Some(r);
+    }
     let (ca, cb) = (a.class(), b.class());
-    if ca == Class::Unsupported || cb == Class::Unsupported {
+    if env.denormal(ca == Class::Denormal || cb == Class::Denormal) {
+        return Some(a);
+    }
+    None
+}
+
+/// Unsupported operands and NaNs.
+fn nan_checks(env: &mut Env, a: F80, b: F80) -> Option<F80> {
+    if a.class() == Class::Unsupported || b.class() == Class::Unsupported {
         return Some(env.invalid());
     }
     if a.is_nan() || b.is_nan() {
         return Some(propagate(env, a, b));
-    }
-    if ca == Class::Denormal || cb == Class::Denormal {
-        env.raise(DE);
     }
     None
 }
@@ -470,11 +508,13 @@ fn specials1(env: &mut Env, a: F80) -> Option<F80> {
             Some(a.quiet())
         }
         Class::QNaN => Some(a),
-        Class::Denormal => {
-            env.raise(DE);
-            None
+        c => {
+            if env.denormal(c == Class::Denormal) {
+                Some(a)
+            } else {
+                None
+            }
         }
-        _ => None,
     }
 }
 
@@ -556,18 +596,27 @@ pub fn mul(env: &mut Env, a: F80, b: F80) -> F80 {
 
 /// a ÷ b.
 pub fn div(env: &mut Env, a: F80, b: F80) -> F80 {
-    if let Some(r) = specials2(env, a, b) {
+    let sign = a.sign() != b.sign();
+    // A zero divisor is checked before denormal operands (no DE).
+    if let Some(r) = nan_checks(env, a, b) {
         return r;
     }
-    let sign = a.sign() != b.sign();
     match (a.class(), b.class()) {
-        (Class::Inf, Class::Inf) | (Class::Zero, Class::Zero) => return env.invalid(),
-        (Class::Inf, _) => return F80::inf(sign),
-        (_, Class::Inf) | (Class::Zero, _) => return F80::zero(sign),
+        (Class::Zero, Class::Zero) => return env.invalid(),
+        (Class::Inf, Class::Zero) => return F80::inf(sign),
         (_, Class::Zero) => {
             env.raise(ZE);
             return F80::inf(sign);
         }
+        _ => {}
+    }
+    if let Some(r) = specials2(env, a, b) {
+        return r;
+    }
+    match (a.class(), b.class()) {
+        (Class::Inf, Class::Inf) => return env.invalid(),
+        (Class::Inf, _) => return F80::inf(sign),
+        (_, Class::Inf) | (Class::Zero, _) => return F80::zero(sign),
         _ => {}
     }
     let (x, y) = (unpack(a), unpack(b));
@@ -606,14 +655,16 @@ fn isqrt(n: u128) -> (u128, u128) {
 
 /// √a.
 pub fn sqrt(env: &mut Env, a: F80) -> F80 {
+    // A negative operand is invalid before it is a denormal.
+    let c = a.class();
+    if a.sign() && matches!(c, Class::Normal | Class::Denormal | Class::Inf) {
+        return env.invalid();
+    }
     if let Some(r) = specials1(env, a) {
         return r;
     }
-    match a.class() {
-        Class::Zero => return a,
-        _ if a.sign() => return env.invalid(),
-        Class::Inf => return a,
-        _ => {}
+    if matches!(c, Class::Zero | Class::Inf) {
+        return a;
     }
     let x = unpack(a);
     // Radicand with an even exponent, root with 64 bits.
@@ -704,7 +755,7 @@ pub fn from_int(v: i64) -> F80 {
 }
 
 /// Widen an IEEE single/double (`bits` of format `fmt`, `fbits` fraction
-/// bits) exactly; SNaN → IE and quieted, denormal → DE.
+/// bits) exactly; SNaN → IE, a denormal is noted for DE.
 fn from_ieee(env: &mut Env, v: u64, ebits: u32, fbits: u32) -> F80 {
     let sign = v >> (ebits + fbits) & 1 != 0;
     let emask = (1u64 << ebits) - 1;
@@ -716,17 +767,19 @@ fn from_ieee(env: &mut Env, v: u64, ebits: u32, fbits: u32) -> F80 {
         if frac == 0 {
             return F80::inf(sign);
         }
+        // Kept signalling: NaN propagation tells SNaN from QNaN (the
+        // loads quiet it).
         let n = F80::new(sign, 0x7fff, INT_BIT | top);
         if n.class() == Class::SNaN {
             env.raise(IE);
         }
-        return n.quiet();
+        return n;
     }
     if exp == 0 {
         if frac == 0 {
             return F80::zero(sign);
         }
-        env.raise(DE);
+        env.denormal_src = true;
         let lz = top.leading_zeros();
         let e = 1 - bias - lz as i32;
         return F80::new(sign, (e + BIAS) as u16, top << lz);
@@ -771,13 +824,21 @@ fn to_ieee(env: &mut Env, a: F80, fmt: Fmt, ebits: u32, fbits: u32) -> Option<u6
     let x = unpack(a);
     let before = env.flags;
     let r = round(env, x.sign, x.e, (x.sig as u128) << 64, fmt);
-    if (env.flags & !before) & (OE | UE) & !env.masks != 0 {
+    let unmasked = (env.flags & !before) & (OE | UE) & !env.masks;
+    if unmasked != 0 {
+        // The store is suppressed: only the OE/UE itself is reported.
+        env.flags = before | unmasked;
+        env.c1 = false;
         return None;
     }
     Some(match r {
         Rounded::Inf(_) => inf,
         Rounded::Finite { m, e, .. } => {
-            let exp = if m & INT_BIT == 0 { 0 } else { (e + bias) as u64 };
+            let exp = if m & INT_BIT == 0 {
+                0
+            } else {
+                (e + bias) as u64
+            };
             s | (exp << fbits) | ((m << 1) >> (64 - fbits))
         }
     })
@@ -816,9 +877,7 @@ pub fn compare(env: &mut Env, a: F80, b: F80, quiet: bool) -> Cmp {
         }
         return Cmp::Unordered;
     }
-    if ca == Class::Denormal || cb == Class::Denormal {
-        env.raise(DE);
-    }
+    env.denormal(ca == Class::Denormal || cb == Class::Denormal);
     let key = |x: F80, c: Class| -> (bool, i32, u64) {
         match c {
             Class::Zero => (false, i32::MIN, 0),
@@ -911,10 +970,7 @@ pub fn extract(env: &mut Env, a: F80) -> (F80, F80) {
         _ => {}
     }
     let x = unpack(a);
-    (
-        from_int(x.e as i64),
-        F80::new(x.sign, BIAS as u16, x.sig),
-    )
+    (from_int(x.e as i64), F80::new(x.sign, BIAS as u16, x.sig))
 }
 
 /// The outcome of FPREM/FPREM1: the new ST(0) and the condition bits.
@@ -936,19 +992,29 @@ pub fn rem(env: &mut Env, a: F80, b: F80, ieee: bool) -> Rem {
         partial: false,
         q: 0,
     };
-    if let Some(r) = specials2(env, a, b) {
+    if let Some(r) = nan_checks(env, a, b) {
         return done(r);
     }
     let (ca, cb) = (a.class(), b.class());
-    match (ca, cb) {
-        (Class::Inf, _) | (_, Class::Zero) => return done(env.invalid()),
-        (Class::Zero, _) | (_, Class::Inf) => return done(a),
-        _ => {}
+    // Invalid before denormal.
+    if ca == Class::Inf || cb == Class::Zero {
+        return done(env.invalid());
     }
-    let (x, y) = (unpack(a), unpack(b));
+    if let Some(r) = specials2(env, a, b) {
+        return done(r);
+    }
+    if ca == Class::Zero {
+        return done(a);
+    }
+    let x = unpack(a);
+    if cb == Class::Inf {
+        return done(round_ext(env, x.sign, x.e, (x.sig as u128) << 64, 64));
+    }
+    let y = unpack(b);
     let d = x.e - y.e;
     if d < -1 || (d == -1 && !ieee) {
-        return done(a);
+        // Unchanged, but normalised (pseudo-denormals get exponent 1).
+        return done(round_ext(env, x.sign, x.e, (x.sig as u128) << 64, 64));
     }
     if d >= 64 {
         // Partial: reduce the exponent difference to between 32 and 63.
@@ -1000,5 +1066,8 @@ pub fn constant(rc: Rc, se: u16, sig: u64, above_half: bool) -> F80 {
         Rc::Up => true,
         Rc::Down | Rc::Zero => false,
     };
-    F80 { se, sig: sig + up as u64 }
+    F80 {
+        se,
+        sig: sig + up as u64,
+    }
 }
