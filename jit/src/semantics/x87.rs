@@ -20,6 +20,13 @@
 //! (11 bits), and, when it has a memory operand, FDP = the operand's
 //! effective address (offset). FCS/FDS are not kept (saved as 0).
 //!
+//! Corner cases follow the host x87 the tests compare against (an AMD
+//! EPYC): FPREM/FPREM1 reduce by 32 + (exponent difference mod 32) bits
+//! per partial step, truncating, and then clear C0/C1/C3; an unmasked DE
+//! does not stop FLD m32/m64; FCOMI*/FCMOVcc leave C1 alone; compares set
+//! C0/C2/C3 even when an unmasked exception suppresses their pops; a zero
+//! divisor and invalid FPREM/FSQRT operands are reported before DE.
+//!
 //! Not implemented (#UD through the generic path): FSIN, FCOS, FSINCOS,
 //! FPTAN, FPATAN, F2XM1, FYL2X, FYL2XP1.
 
@@ -91,10 +98,11 @@ impl Op {
         self.env.c1 = false;
     }
 
+    /// Stack overflow: C1 = 1, unless a source register underflowed first.
     fn overflow(&mut self) {
+        self.env.c1 = !self.sf;
         self.env.flags |= IE;
         self.sf = true;
-        self.env.c1 = true;
     }
 
     /// ST(i), or `None` after a stack underflow.
