@@ -40,7 +40,7 @@ impl Features {
             popcnt: true,
             cx16: true,
             lahf_lm: true,
-            fpu: false,
+            fpu: true,
             fxsr: true,
             sse: true,
             sse2: true,
