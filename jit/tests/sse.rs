@@ -16,8 +16,10 @@
 
 #![cfg(target_arch = "x86_64")]
 
+mod common;
+use common::Rng;
+
 use cjemu_jit::memory::GuestPhysAddr;
-use cjemu_jit::setup::flat_long_mode;
 use cjemu_jit::{Engine, Exception, Exit, Gpr};
 use core::arch::asm;
 use iced_x86::code_asm::*;
@@ -166,21 +168,6 @@ macro_rules! gp {
 
 type Case = (&'static str, Host, Guest);
 
-/// xorshift64*: deterministic inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// Interesting binary32/binary64 values: `man`/`exp` are the field widths.
 fn special(r: &mut Rng, man: u32, exp: u32) -> u64 {
     let sign = (r.next() & 1) << (man + exp);
@@ -323,11 +310,7 @@ fn assemble(body: Guest) -> Vec<u8> {
 }
 
 fn machine(code: &[u8]) -> Engine {
-    let mut e = Engine::new(4 << 20).unwrap();
-    e.config.exceptions_exit = true;
-    e.mem_mut().write_phys(GuestPhysAddr(CODE), code).unwrap();
-    flat_long_mode(&mut e, GuestPhysAddr(TABLES), CODE, STACK).unwrap();
-    e
+    common::flat_engine(code, CODE, TABLES, STACK)
 }
 
 /// Run the guest code from `s`; returns the final state or the exception.

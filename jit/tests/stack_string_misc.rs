@@ -3,8 +3,9 @@
 //! engine in flat 64-bit mode. Expected values come from the Intel SDM and,
 //! for corner cases, from running the same instructions on the host CPU.
 
+mod common;
+
 use cjemu_jit::memory::GuestPhysAddr;
-use cjemu_jit::setup::flat_long_mode;
 use cjemu_jit::{Engine, Exception, Exit, Gpr};
 use iced_x86::code_asm::*;
 
@@ -35,11 +36,7 @@ fn asm(f: impl FnOnce(&mut CodeAssembler) -> Asm) -> Vec<u8> {
 
 /// An engine in flat 64-bit mode with `code` at CODE; exceptions exit.
 fn machine(code: &[u8]) -> Engine {
-    let mut e = Engine::new(4 << 20).unwrap();
-    e.config.exceptions_exit = true;
-    e.mem_mut().write_phys(GuestPhysAddr(CODE), code).unwrap();
-    flat_long_mode(&mut e, GuestPhysAddr(TABLES), CODE, STACK).unwrap();
-    e
+    common::flat_engine(code, CODE, TABLES, STACK)
 }
 
 fn poke(e: &mut Engine, addr: u64, bytes: &[u8]) {

@@ -8,8 +8,10 @@
 //! infinities, zeros, denormals, pseudo-denormals, unsupported encodings,
 //! values near overflow/underflow and empty/full stacks.
 
+mod common;
+use common::Rng;
+
 use cjemu_jit::memory::GuestPhysAddr;
-use cjemu_jit::setup::flat_long_mode;
 use cjemu_jit::{Engine, Exception, Exit, Gpr};
 use iced_x86::code_asm::*;
 use iced_x86::{Code, Instruction, MemoryOperand, Register};
@@ -32,27 +34,6 @@ type Asm = Result<(), IcedError>;
 type Emit = fn(&mut CodeAssembler) -> Asm;
 
 // ------------------------------------------------------------ random
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn bit(&mut self) -> bool {
-        self.next() & 1 != 0
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 fn f80_bytes(se: u16, sig: u64) -> [u8; 10] {
     let mut b = [0u8; 10];
@@ -257,11 +238,7 @@ impl Drop for HostCode {
 }
 
 fn machine(code: &[u8]) -> Engine {
-    let mut e = Engine::new(4 << 20).unwrap();
-    e.config.exceptions_exit = true;
-    e.mem_mut().write_phys(GuestPhysAddr(CODE), code).unwrap();
-    flat_long_mode(&mut e, GuestPhysAddr(TABLES), CODE, STACK).unwrap();
-    e
+    common::flat_engine(code, CODE, TABLES, STACK)
 }
 
 fn run_guest(e: &mut Engine, data: &[u8; DATA_LEN]) -> Result<[u8; DATA_LEN], Exit> {
