@@ -22,10 +22,12 @@ pub mod flagops;
 pub mod misc;
 pub mod muldiv;
 pub mod operand;
+pub mod segment;
 pub mod shift;
 pub mod sse;
 pub mod stack;
 pub mod string;
+pub mod system;
 pub mod x87;
 
 use crate::block::{Insn, InterpFn};
@@ -59,6 +61,8 @@ pub fn lookup<E: Emitter>(i: &Instruction) -> Option<Sem<E>> {
         .or_else(|| atomic::lookup(i))
         .or_else(|| string::lookup(i))
         .or_else(|| misc::lookup(i))
+        .or_else(|| system::lookup(i))
+        .or_else(|| segment::lookup(i))
         .or_else(|| x87::lookup(i))
         .or_else(|| sse::lookup(i))
 }
