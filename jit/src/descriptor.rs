@@ -169,7 +169,7 @@ impl Desc {
 pub fn segment_from_descriptor(sel: u16, d: u64) -> Segment {
     let base = ((d >> 16) & 0xff_ffff) | ((d >> 32) & 0xff00_0000);
     let mut limit = ((d & 0xffff) | ((d >> 32) & 0xf_0000)) as u32;
-    let attrs = (((d >> 40) & 0xff) | ((d >> 44) & 0xf000)) as u16;
+    let attrs = (((d >> 40) & 0xff) | ((d >> 40) & 0xf000)) as u16;
     if attrs & seg_attr::G != 0 {
         limit = (limit << 12) | 0xfff;
     }
@@ -450,5 +450,25 @@ pub fn invalidate_inner_segments(cx: &mut Interp, cpl: u8) {
         if usable && !conforming_code && seg.dpl() < cpl {
             cx.cpu.seg[s as usize] = null_segment(0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptor_fields_decode() {
+        // Linux's __BOOT_CS (64-bit code) and __BOOT_DS (flat data).
+        let cs = segment_from_descriptor(0x10, 0x00af_9b00_0000_ffff);
+        assert_eq!(cs.attrs, 0xa09b);
+        assert_eq!(cs.limit, 0xffff_ffff);
+        let ds = Desc(0x00cf_9300_0000_ffff);
+        assert!(ds.writable() && ds.present() && ds.db() && !ds.long());
+        assert_eq!(ds.segment(0x18).attrs, 0xc093);
+        // Base bits 0-23 and 24-31, byte-granular limit.
+        let d = segment_from_descriptor(0, 0x1200_9234_5678_0fff);
+        assert_eq!(d.base, 0x1234_5678);
+        assert_eq!(d.limit, 0xfff);
     }
 }

@@ -1,0 +1,382 @@
+//! System-level tests: guests start in the multiboot entry state (32-bit
+//! protected mode, flat segments, paging off), load their own GDT/IDT/TSS,
+//! switch to long mode, take exceptions, go to ring 3 and back. Exceptions
+//! are delivered through the guest's IDT (`exceptions_exit = false`).
+//! Expected values follow the Intel SDM vol. 3 (chapters 5–6 and the
+//! instruction pages of IRET, SYSCALL, SYSRET, MOV CR, INVLPG).
+
+use cjemu_jit::memory::GuestPhysAddr;
+use cjemu_jit::state::{cr0, seg_attr, Segment};
+use cjemu_jit::{Engine, Exception, Exit, Gpr, Seg};
+use iced_x86::code_asm::*;
+
+// ---- memory layout ----------------------------------------------------------
+
+const CODE32: u64 = 0x1000;
+const CODE64: u64 = 0x2000;
+const TEST: u64 = 0x3000;
+const USER: u64 = 0x4000;
+const HANDLERS: u64 = 0x5000;
+const COMMON: u64 = HANDLERS + 32 * 16;
+const GDT: u64 = 0x10000;
+const IDT: u64 = 0x11000;
+const TSS: u64 = 0x12000;
+const PTRS: u64 = 0x13000;
+const PML4: u64 = 0x20000;
+const PDPT: u64 = 0x21000;
+const PD: u64 = 0x22000;
+const PT: u64 = 0x23000;
+const PT_ALT: u64 = 0x24000;
+const DATA: u64 = 0x60000;
+const USTACK: u64 = 0x70000;
+const RSP0: u64 = 0x7c000;
+const KSTACK: u64 = 0x80000;
+const IST1: u64 = 0x90000;
+
+/// Special 4 KiB pages in the first 2 MiB.
+const UNMAPPED: u64 = 0x1f_0000;
+const READ_ONLY: u64 = 0x1e_0000;
+const SUPERVISOR: u64 = 0x1d_0000;
+const NO_EXEC: u64 = 0x1c_0000;
+const GLOBAL_PAGE: u64 = 0x1b_0000;
+const LOCAL_PAGE: u64 = 0x1a_0000;
+
+// ---- GDT selectors ----------------------------------------------------------
+
+const KCODE32: u16 = 0x08;
+const KCODE64: u16 = 0x10;
+const KDATA: u16 = 0x18;
+const UCODE32: u16 = 0x20;
+const UDATA: u16 = 0x28;
+const UCODE64: u16 = 0x30;
+const TSS_SEL: u16 = 0x38;
+const NP_DATA: u16 = 0x48;
+const NP_STACK: u16 = 0x50;
+const KCODE16: u16 = 0x58;
+const GDT_LIMIT: u16 = 0x60 - 1;
+
+const P: u64 = 1;
+const RW: u64 = 2;
+const US: u64 = 4;
+const PS: u64 = 1 << 7;
+const G: u64 = 1 << 8;
+const NX: u64 = 1 << 63;
+
+const EFER: u32 = 0xc000_0080;
+const STAR: u32 = 0xc000_0081;
+const LSTAR: u32 = 0xc000_0082;
+const SFMASK: u32 = 0xc000_0084;
+const KERNEL_GS_BASE: u32 = 0xc000_0102;
+const GS_BASE: u32 = 0xc000_0101;
+
+const IF: u64 = 1 << 9;
+
+type Asm = Result<(), IcedError>;
+
+// ---- builders ---------------------------------------------------------------
+
+fn assemble(bits: u32, at: u64, f: impl FnOnce(&mut CodeAssembler) -> Asm) -> Vec<u8> {
+    let mut a = CodeAssembler::new(bits).unwrap();
+    f(&mut a).unwrap();
+    a.assemble(at).unwrap()
+}
+
+/// A code/data descriptor: `access` is the type/S/DPL/P byte, `flags` the
+/// G/DB/L/AVL nibble.
+fn seg_desc(base: u32, limit: u32, access: u8, flags: u8) -> u64 {
+    let (base, limit) = (base as u64, limit as u64);
+    (limit & 0xffff)
+        | (base & 0xff_ffff) << 16
+        | (access as u64) << 40
+        | ((limit >> 16) & 0xf) << 48
+        | (flags as u64 & 0xf) << 52
+        | (base >> 24) << 56
+}
+
+/// A 64-bit interrupt (type 0xe) or trap (0xf) gate.
+fn gate64(offset: u64, sel: u16, typ: u8, dpl: u8, ist: u8) -> [u64; 2] {
+    let lo = (offset & 0xffff)
+        | (sel as u64) << 16
+        | (ist as u64) << 32
+        | ((0x80 | dpl << 5 | typ) as u64) << 40
+        | ((offset >> 16) & 0xffff) << 48;
+    [lo, offset >> 32]
+}
+
+/// A 32-bit gate.
+fn gate32(offset: u32, sel: u16, typ: u8, dpl: u8) -> u64 {
+    gate64(offset as u64, sel, typ, dpl, 0)[0]
+}
+
+fn poke(e: &mut Engine, addr: u64, bytes: &[u8]) {
+    e.mem_mut().write_phys(GuestPhysAddr(addr), bytes).unwrap();
+}
+
+fn poke_q(e: &mut Engine, addr: u64, v: u64) {
+    poke(e, addr, &v.to_le_bytes());
+}
+
+fn peek_q(e: &Engine, addr: u64) -> u64 {
+    let mut b = [0; 8];
+    e.mem().read_phys(GuestPhysAddr(addr), &mut b).unwrap();
+    u64::from_le_bytes(b)
+}
+
+fn reg(e: &Engine, r: Gpr) -> u64 {
+    e.cpu().reg(r)
+}
+
+/// An engine in the state QEMU's `-kernel` leaves a multiboot kernel in:
+/// 32-bit protected mode, paging off, flat 4 GiB CS (D = 1) and data
+/// segments, IF = 0, EAX = the multiboot magic.
+fn multiboot_engine(entry: u64) -> Engine {
+    let mut e = Engine::new(4 << 20).unwrap();
+    let cpu = e.cpu_mut();
+    cpu.cr0 = cr0::PE | cr0::ET;
+    let mut code = Segment::data32(KCODE32);
+    code.attrs |= seg_attr::CODE;
+    cpu.seg[Seg::Cs as usize] = code;
+    for s in [Seg::Ds, Seg::Es, Seg::Ss, Seg::Fs, Seg::Gs] {
+        cpu.seg[s as usize] = Segment::data32(KDATA);
+    }
+    cpu.cpl = 0;
+    cpu.set_rflags(0x2);
+    cpu.set_reg(Gpr::Rax, 0x2bad_b002);
+    cpu.rip = entry;
+    e.flush_tlb();
+    e
+}
+
+/// GDT with every descriptor the tests use (a 64-bit TSS at TSS_SEL).
+fn write_gdt(e: &mut Engine) {
+    let descs = [
+        (0u16, 0u64),
+        (KCODE32, seg_desc(0, 0xfffff, 0x9a, 0xc)),
+        (KCODE64, seg_desc(0, 0xfffff, 0x9a, 0xa)),
+        (KDATA, seg_desc(0, 0xfffff, 0x92, 0xc)),
+        (UCODE32, seg_desc(0, 0xfffff, 0xfa, 0xc)),
+        (UDATA, seg_desc(0, 0xfffff, 0xf2, 0xc)),
+        (UCODE64, seg_desc(0, 0xfffff, 0xfa, 0xa)),
+        (TSS_SEL, seg_desc(TSS as u32, 0x67, 0x89, 0)),
+        (TSS_SEL + 8, 0),
+        (NP_DATA, seg_desc(0, 0xfffff, 0x12, 0xc)),
+        (NP_STACK, seg_desc(0, 0xfffff, 0x12, 0xc)),
+        (KCODE16, seg_desc(0, 0xffff, 0x9a, 0)),
+    ];
+    for (sel, d) in descs {
+        poke_q(e, GDT + sel as u64, d);
+    }
+    // Pseudo-descriptors for LGDT/LIDT (limit, 32-bit base) at PTRS.
+    let mut p = Vec::new();
+    p.extend_from_slice(&GDT_LIMIT.to_le_bytes());
+    p.extend_from_slice(&(GDT as u32).to_le_bytes());
+    poke(e, PTRS, &p);
+    let mut p = Vec::new();
+    p.extend_from_slice(&(256u16 * 16 - 1).to_le_bytes());
+    p.extend_from_slice(&(IDT as u32).to_le_bytes());
+    poke(e, PTRS + 0x10, &p);
+}
+
+/// 4-level tables: 0–2 MiB in 4 KiB pages (user, writable, with the special
+/// pages above), 2–4 MiB as one 2 MiB page.
+fn write_page_tables(e: &mut Engine) {
+    poke_q(e, PML4, PDPT | P | RW | US);
+    poke_q(e, PDPT, PD | P | RW | US);
+    poke_q(e, PD, PT | P | RW | US);
+    poke_q(e, PD + 8, 0x20_0000 | P | RW | US | PS);
+    for i in 0..512u64 {
+        let a = i << 12;
+        let flags = match a {
+            UNMAPPED => 0,
+            READ_ONLY => P | US,
+            SUPERVISOR => P | RW,
+            NO_EXEC => P | RW | US | NX,
+            GLOBAL_PAGE => P | RW | US | G,
+            _ => P | RW | US,
+        };
+        poke_q(e, PT + i * 8, if flags == 0 { 0 } else { a | flags });
+    }
+}
+
+/// 64-bit IDT: vectors 0–31 go to HANDLERS + 16 * v (interrupt gates,
+/// DPL 0 except #BP, DPL 3); #DF uses IST1. The TSS has RSP0 and IST1.
+fn write_idt64(e: &mut Engine) {
+    for v in 0..32u64 {
+        let dpl = if v == 3 { 3 } else { 0 };
+        let ist = if v == 8 { 1 } else { 0 };
+        let g = gate64(HANDLERS + 16 * v, KCODE64, 0xe, dpl, ist);
+        poke_q(e, IDT + 16 * v, g[0]);
+        poke_q(e, IDT + 16 * v + 8, g[1]);
+    }
+    poke_q(e, TSS + 4, RSP0);
+    poke_q(e, TSS + 36, IST1);
+}
+
+/// Install a 64-bit gate for `v`.
+fn set_gate64(e: &mut Engine, v: u64, target: u64, dpl: u8) {
+    let g = gate64(target, KCODE64, 0xe, dpl, 0);
+    poke_q(e, IDT + 16 * v, g[0]);
+    poke_q(e, IDT + 16 * v + 8, g[1]);
+}
+
+/// Vectors that push an error code.
+fn has_error_code(v: u64) -> bool {
+    matches!(v, 8 | 10..=14 | 17 | 21)
+}
+
+/// Stubs push a dummy error code when the CPU did not, then the vector; the
+/// common handler leaves everything in registers and halts:
+/// RAX vector, RBX error code, RCX CR2, RDX saved RIP, RSI saved CS,
+/// RDI saved RFLAGS, R8 saved RSP, R9 saved SS, R10 handler RSP.
+fn write_handlers(e: &mut Engine) {
+    for v in 0..32u64 {
+        let at = HANDLERS + 16 * v;
+        let code = assemble(64, at, |a| {
+            if !has_error_code(v) {
+                a.push(0)?;
+            }
+            a.push(v as i32)?;
+            a.jmp(COMMON)
+        });
+        poke(e, at, &code);
+    }
+    let code = assemble(64, COMMON, |a| {
+        a.pop(rax)?;
+        a.pop(rbx)?;
+        a.mov(rcx, cr2)?;
+        a.mov(rdx, qword_ptr(rsp))?;
+        a.mov(rsi, qword_ptr(rsp + 8))?;
+        a.mov(rdi, qword_ptr(rsp + 16))?;
+        a.mov(r8, qword_ptr(rsp + 24))?;
+        a.mov(r9, qword_ptr(rsp + 32))?;
+        a.mov(r10, rsp)?;
+        a.hlt()
+    });
+    poke(e, COMMON, &code);
+}
+
+/// Instructions the 32-bit entry and the 64-bit set-up run before TEST.
+const SETUP_INSNS: u64 = 27;
+
+/// The guest's own switch to long mode, from the multiboot state: load
+/// GDT and IDT, CR4.PAE|PGE, CR3, EFER.LME|NXE|SCE, CR0.PG|WP, far jump to
+/// 64-bit code, reload the data segments, RSP, TR, then jump to TEST.
+fn write_long_mode_entry(e: &mut Engine) {
+    let code = assemble(32, CODE32, |a| {
+        a.lgdt(ptr(PTRS as u32))?;
+        a.lidt(ptr(PTRS as u32 + 0x10))?;
+        a.mov(eax, cr4)?;
+        a.or(eax, 0xa0)?;
+        a.mov(cr4, eax)?;
+        a.mov(eax, PML4 as u32)?;
+        a.mov(cr3, eax)?;
+        a.mov(ecx, EFER)?;
+        a.rdmsr()?;
+        a.or(eax, 0x901)?;
+        a.wrmsr()?;
+        a.mov(eax, cr0)?;
+        a.or(eax, 0x8001_0000u32 as i32)?;
+        a.mov(cr0, eax)?;
+        a.jmp_far(KCODE64, CODE64 as u32)
+    });
+    poke(e, CODE32, &code);
+    let code = assemble(64, CODE64, |a| {
+        a.mov(ax, KDATA as u32)?;
+        a.mov(ds, ax)?;
+        a.mov(es, ax)?;
+        a.mov(ss, ax)?;
+        a.mov(rsp, KSTACK)?;
+        a.mov(ax, TSS_SEL as u32)?;
+        a.ltr(ax)?;
+        a.xor(eax, eax)?;
+        a.xor(ecx, ecx)?;
+        a.xor(edx, edx)?;
+        a.mov(rbx, TEST)?;
+        a.jmp(rbx)
+    });
+    poke(e, CODE64, &code);
+}
+
+/// A multiboot-state engine whose guest switches to long mode and then runs
+/// `test` (64-bit code at TEST) with RSP = KSTACK.
+fn long_mode(test: impl FnOnce(&mut CodeAssembler) -> Asm) -> Engine {
+    let mut e = multiboot_engine(CODE32);
+    write_gdt(&mut e);
+    write_page_tables(&mut e);
+    write_idt64(&mut e);
+    write_handlers(&mut e);
+    write_long_mode_entry(&mut e);
+    let code = assemble(64, TEST, test);
+    poke(&mut e, TEST, &code);
+    e
+}
+
+fn run_halt(e: &mut Engine) {
+    let exit = e.run(100_000);
+    assert_eq!(exit, Exit::Halted, "rip {:#x}", e.cpu().rip);
+}
+
+/// The common handler saw `vector` with `code`, raised at `rip`.
+fn assert_exception(e: &Engine, vector: u64, code: u64, rip: u64) {
+    assert_eq!(reg(e, Gpr::Rax), vector, "vector");
+    assert_eq!(reg(e, Gpr::Rbx), code, "error code");
+    assert_eq!(reg(e, Gpr::Rdx), rip, "saved RIP");
+}
+
+// ---- long mode from the multiboot state --------------------------------------
+
+#[test]
+fn multiboot_guest_switches_to_long_mode() {
+    let mut e = long_mode(|a| {
+        a.mov(rax, 0x1_2345_6789u64)?;
+        a.hlt()
+    });
+    run_halt(&mut e);
+    let cpu = e.cpu();
+    assert_eq!(cpu.efer & 0xd01, 0xd01, "LME, LMA, NXE and SCE");
+    assert!(cpu.in_64bit_mode());
+    assert_eq!(cpu.seg(Seg::Cs).selector, KCODE64);
+    assert_eq!(cpu.seg(Seg::Ss).selector, KDATA);
+    assert_eq!(cpu.tr.selector, TSS_SEL);
+    assert_eq!(cpu.tr.base, TSS);
+    assert_eq!(cpu.gdtr.base, GDT);
+    assert_eq!(cpu.idtr.limit, 0xfff);
+    assert_eq!(reg(&e, Gpr::Rax), 0x1_2345_6789);
+    assert_eq!(cpu.icount, SETUP_INSNS + 2);
+    // The CPU set the accessed bit of the descriptors it loaded and the
+    // busy bit of the TSS.
+    assert_ne!(peek_q(&e, GDT + KCODE64 as u64) & (1 << 40), 0);
+    assert_ne!(peek_q(&e, GDT + KDATA as u64) & (1 << 40), 0);
+    assert_eq!((peek_q(&e, GDT + TSS_SEL as u64) >> 40) & 0xf, 0xb);
+    assert_eq!(peek_q(&e, GDT + UDATA as u64) & (1 << 40), 0);
+}
+
+#[test]
+fn paging_activation_without_pae_faults() {
+    // CR0.PG with EFER.LME = 1 and CR4.PAE = 0: #GP(0). No IDT is loaded
+    // (limit 0), so the #GP escalates to a triple fault.
+    let mut e = multiboot_engine(CODE32);
+    let code = assemble(32, CODE32, |a| {
+        a.mov(ecx, EFER)?;
+        a.mov(eax, 0x100)?;
+        a.xor(edx, edx)?;
+        a.wrmsr()?;
+        a.mov(eax, cr0)?;
+        a.or(eax, 0x8000_0000u32 as i32)?;
+        a.mov(cr0, eax)?;
+        a.hlt()
+    });
+    poke(&mut e, CODE32, &code);
+    e.cpu_mut().idtr = cjemu_jit::state::DescriptorTable::new(0, 0);
+    match e.run(100) {
+        Exit::TripleFault { first, rip } => {
+            assert_eq!(first, Exception::gp(0));
+            assert_eq!(rip, CODE32 + 22, "the MOV CR0");
+        }
+        x => panic!("{x:?}"),
+    }
+    assert_eq!(e.cpu().icount, 6);
+    assert_eq!(e.cpu().cr0 & cr0::PG, 0);
+    assert_eq!(e.cpu().efer, 0x100, "LMA stays clear");
+}
+
