@@ -79,19 +79,22 @@ fn is_double_fault(first: &Exception, second: &Exception) -> bool {
 }
 
 /// Deliver an exception raised by the instruction at `cpu.rip`, escalating
-/// as the architecture requires. CR2 is loaded when a #PF is recognised,
-/// even if its delivery then fails.
+/// as the architecture requires. CR2 is loaded whenever a page fault is
+/// detected, including one during delivery that becomes a double fault.
 pub fn deliver_exception(cx: &mut Interp, ex: Exception) -> Delivery {
     let mut cur = ex;
+    if ex.vector == vector::PF {
+        cx.cpu.cr2 = ex.address;
+    }
     loop {
-        if cur.vector == vector::PF {
-            cx.cpu.cr2 = cur.address;
-        }
         let rip = cx.cpu.rip;
         match deliver(cx, Event::exception(&cur), rip) {
             Ok(()) => return Delivery::Delivered,
             Err(second) => {
                 log::debug!("fault {second:?} while delivering {cur:?}");
+                if second.vector == vector::PF {
+                    cx.cpu.cr2 = second.address;
+                }
                 if cur.vector == vector::DF {
                     return Delivery::TripleFault;
                 }

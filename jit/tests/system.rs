@@ -380,3 +380,157 @@ fn paging_activation_without_pae_faults() {
     assert_eq!(e.cpu().efer, 0x100, "LMA stays clear");
 }
 
+
+// ---- exceptions in 64-bit mode ----------------------------------------------
+
+/// Run `body` (64-bit, at TEST) and return the engine after the common
+/// handler halted.
+fn fault_case(body: impl FnOnce(&mut CodeAssembler) -> Asm) -> Engine {
+    let mut e = long_mode(body);
+    run_halt(&mut e);
+    e
+}
+
+#[test]
+fn ud_de_and_int3_deliver_with_the_right_saved_rip() {
+    let e = fault_case(|a| a.ud2());
+    assert_exception(&e, 6, 0, TEST);
+    assert_eq!(reg(&e, Gpr::Rsi), KCODE64 as u64, "saved CS");
+    assert_eq!(reg(&e, Gpr::R8), KSTACK, "saved RSP");
+    assert_eq!(reg(&e, Gpr::R9), KDATA as u64, "saved SS");
+    // Same privilege: the frame is on the current stack (5 qwords).
+    assert_eq!(reg(&e, Gpr::R10), KSTACK - 40);
+    // The faulting UD2 did not retire; the handler ran 10 (stub 3 + 7
+    // before HLT... counted exactly): setup + stub(push, push, jmp) +
+    // common(9 + hlt).
+    assert_eq!(e.cpu().icount, SETUP_INSNS + 3 + 10);
+
+    let e = fault_case(|a| {
+        a.xor(ecx, ecx)?;
+        a.div(ecx)
+    });
+    assert_exception(&e, 0, 0, TEST + 2);
+
+    // INT3 is a trap: the saved RIP is after it, and it retires.
+    let e = fault_case(|a| a.int3());
+    assert_exception(&e, 3, 0, TEST + 1);
+    assert_eq!(e.cpu().icount, SETUP_INSNS + 1 + 3 + 10);
+    // The interrupt gate cleared IF... it was clear; TF/RF clear in RFLAGS.
+    assert_eq!(e.cpu().rflags() & (IF | 1 << 8 | 1 << 16), 0);
+}
+
+#[test]
+fn segment_load_faults_carry_the_selector() {
+    // Beyond the GDT limit: #GP(selector).
+    let e = fault_case(|a| {
+        a.mov(eax, 0x203)?;
+        a.mov(ds, ax)
+    });
+    assert_exception(&e, 13, 0x200, TEST + 5);
+    // Not-present data segment: #NP(selector); RPL bits dropped.
+    let e = fault_case(|a| {
+        a.mov(eax, NP_DATA as u32)?;
+        a.mov(es, ax)
+    });
+    assert_exception(&e, 11, NP_DATA as u64, TEST + 5);
+    // Not-present stack segment: #SS(selector).
+    let e = fault_case(|a| {
+        a.mov(eax, NP_STACK as u32)?;
+        a.mov(ss, ax)
+    });
+    assert_exception(&e, 12, NP_STACK as u64, TEST + 5);
+    // A code segment is not a valid stack: #GP(selector).
+    let e = fault_case(|a| {
+        a.mov(eax, KCODE64 as u32)?;
+        a.mov(ss, ax)
+    });
+    assert_exception(&e, 13, KCODE64 as u64, TEST + 5);
+    // A DPL 3 data segment with RPL 3 is fine in DS; the selector is loaded.
+    let e = fault_case(|a| {
+        a.mov(eax, UDATA as u32 | 3)?;
+        a.mov(fs, ax)?;
+        a.ud2()
+    });
+    // (MOV FS, AX is assembled with an operand-size prefix: 3 bytes.)
+    assert_exception(&e, 6, 0, TEST + 8);
+    assert_eq!(e.cpu().seg(Seg::Fs).selector, UDATA | 3);
+}
+
+#[test]
+fn page_faults_report_cr2_and_error_code() {
+    // Not present, read.
+    let e = fault_case(|a| a.mov(rax, qword_ptr(UNMAPPED + 0x10)));
+    assert_exception(&e, 14, 0, TEST);
+    assert_eq!(reg(&e, Gpr::Rcx), UNMAPPED + 0x10, "CR2");
+    // Supervisor write to a read-only page with CR0.WP = 1: present|write.
+    let e = fault_case(|a| a.mov(qword_ptr(READ_ONLY + 8), rax));
+    assert_exception(&e, 14, 3, TEST);
+    assert_eq!(reg(&e, Gpr::Rcx), READ_ONLY + 8);
+    // Fetch from an NX page (EFER.NXE = 1): present|fetch, CR2 = target.
+    let e = fault_case(|a| {
+        a.mov(rax, NO_EXEC + 0x20)?;
+        a.jmp(rax)
+    });
+    assert_exception(&e, 14, 0x11, NO_EXEC + 0x20);
+    assert_eq!(reg(&e, Gpr::Rcx), NO_EXEC + 0x20);
+    // Non-canonical address: #GP(0), CR2 untouched.
+    let e = fault_case(|a| {
+        a.mov(rbx, 0x8000_0000_0000u64)?;
+        a.mov(rax, qword_ptr(rbx))
+    });
+    assert_exception(&e, 13, 0, TEST + 10);
+    assert_eq!(reg(&e, Gpr::Rcx), 0);
+}
+
+#[test]
+fn page_fault_on_an_unmapped_stack_becomes_a_double_fault_on_ist() {
+    // RSP points into the unmapped page: the #PF frame cannot be pushed,
+    // which is a second #PF, hence #DF (error code 0) on the IST1 stack.
+    let e = fault_case(|a| {
+        a.mov(rsp, UNMAPPED + 0x800)?;
+        a.mov(rax, qword_ptr(UNMAPPED))
+    });
+    assert_exception(&e, 8, 0, TEST + 10);
+    assert_eq!(reg(&e, Gpr::R8), UNMAPPED + 0x800, "saved RSP");
+    assert_eq!(reg(&e, Gpr::R10), IST1 - 40, "frame on IST1");
+    // CR2 holds the address of the second #PF, the one that became #DF
+    // (CR2 is written when a page fault is detected).
+    assert_eq!(reg(&e, Gpr::Rcx), UNMAPPED + 0x7f8);
+}
+
+#[test]
+fn no_idt_means_triple_fault() {
+    let mut e = long_mode(|a| {
+        a.mov(rax, PTRS + 0x20)?;
+        a.lidt(ptr(rax))?;
+        a.ud2()
+    });
+    // IDT limit 0 at PTRS + 0x20 (zeroed memory).
+    match e.run(1000) {
+        Exit::TripleFault { first, rip } => {
+            assert_eq!(first, Exception::ud());
+            assert_eq!(rip, TEST + 13);
+        }
+        x => panic!("{x:?}"),
+    }
+    assert_eq!(e.cpu().icount, SETUP_INSNS + 2);
+}
+
+#[test]
+fn int_n_checks_the_gate_dpl_and_presence() {
+    // An all-zero IDT entry has an invalid type: #GP(0x40*8 + 2) (IDT
+    // bit set, EXT = 0 for a software interrupt).
+    let e = fault_case(|a| a.int(0x40));
+    assert_exception(&e, 13, 0x40 * 8 + 2, TEST);
+    // A valid interrupt gate with P = 0: #NP(0x42*8 + 2).
+    let mut e = long_mode(|a| a.int(0x42));
+    let g = gate64(HANDLERS, KCODE64, 0xe, 0, 0);
+    poke_q(&mut e, IDT + 16 * 0x42, g[0] & !(1 << 47));
+    run_halt(&mut e);
+    assert_exception(&e, 11, 0x42 * 8 + 2, TEST);
+    // INT n at CPL 0 through a DPL 0 gate is delivered; saved RIP after it.
+    let mut e = long_mode(|a| a.int(0x41));
+    set_gate64(&mut e, 0x41, HANDLERS + 16 * 5, 0);
+    run_halt(&mut e);
+    assert_exception(&e, 5, 0, TEST + 2);
+}
