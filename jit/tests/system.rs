@@ -400,9 +400,8 @@ fn ud_de_and_int3_deliver_with_the_right_saved_rip() {
     assert_eq!(reg(&e, Gpr::R9), KDATA as u64, "saved SS");
     // Same privilege: the frame is on the current stack (5 qwords).
     assert_eq!(reg(&e, Gpr::R10), KSTACK - 40);
-    // The faulting UD2 did not retire; the handler ran 10 (stub 3 + 7
-    // before HLT... counted exactly): setup + stub(push, push, jmp) +
-    // common(9 + hlt).
+    // The faulting UD2 did not retire: setup + stub (push 0, push 6, jmp)
+    // + common (9 + HLT).
     assert_eq!(e.cpu().icount, SETUP_INSNS + 3 + 10);
 
     let e = fault_case(|a| {
@@ -533,4 +532,242 @@ fn int_n_checks_the_gate_dpl_and_presence() {
     set_gate64(&mut e, 0x41, HANDLERS + 16 * 5, 0);
     run_halt(&mut e);
     assert_exception(&e, 5, 0, TEST + 2);
+}
+
+// ---- ring 3 and back --------------------------------------------------------
+
+/// A stub at `at` that reports vector `v` (no error code) through COMMON.
+fn stub(e: &mut Engine, at: u64, v: i32) {
+    let code = assemble(64, at, |a| {
+        a.push(0)?;
+        a.push(v)?;
+        a.jmp(COMMON)
+    });
+    poke(e, at, &code);
+}
+
+/// WRMSR `idx` = `v` (three instructions before the WRMSR).
+fn wrmsr(a: &mut CodeAssembler, idx: u32, v: u64) -> Asm {
+    a.mov(ecx, idx)?;
+    a.mov(eax, v as u32)?;
+    a.mov(edx, (v >> 32) as u32)?;
+    a.wrmsr()
+}
+
+const SYS_ENTRY: u64 = 0x6000;
+
+#[test]
+fn ring3_via_iretq_back_via_syscall_sysret_and_a_fault_on_rsp0() {
+    let mut e = long_mode(|a| {
+        wrmsr(a, STAR, (0x20u64 << 48) | (0x10u64 << 32))?;
+        wrmsr(a, LSTAR, SYS_ENTRY)?;
+        wrmsr(a, SFMASK, 0x400)?; // clear DF on entry
+        a.push((UDATA | 3) as i32)?;
+        a.push(USTACK as i32)?;
+        a.push(0x602)?; // IF | DF
+        a.push((UCODE64 | 3) as i32)?;
+        a.push(USER as i32)?;
+        a.iretq()
+    });
+    let user = assemble(64, USER, |a| {
+        a.mov(r12, cs)?;
+        a.mov(eax, 0x1234)?;
+        a.syscall()?;
+        a.mov(r13, cs)?;
+        a.hlt() // privileged at CPL 3: #GP(0) to ring 0 on TSS.RSP0
+    });
+    poke(&mut e, USER, &user);
+    let sys = assemble(64, SYS_ENTRY, |a| {
+        a.mov(r14, rcx)?;
+        a.mov(r15, r11)?;
+        a.pushfq()?;
+        a.pop(rbp)?;
+        a.mov(qword_ptr(DATA), rsp)?;
+        a.sysretq()
+    });
+    poke(&mut e, SYS_ENTRY, &sys);
+    run_halt(&mut e);
+    assert_eq!(reg(&e, Gpr::R12), (UCODE64 | 3) as u64, "ring 3 after IRETQ");
+    assert_eq!(reg(&e, Gpr::R14), USER + 3 + 5 + 2, "RCX = return RIP");
+    assert_eq!(reg(&e, Gpr::R15), 0x602, "R11 = RFLAGS");
+    assert_eq!(reg(&e, Gpr::Rbp), 0x202, "SFMASK cleared DF in the kernel");
+    assert_eq!(peek_q(&e, DATA), USTACK, "SYSCALL does not switch stacks");
+    assert_eq!(reg(&e, Gpr::R13), 0x33, "SYSRET CS = STAR[63:48] + 16 | 3");
+    // The #GP from HLT at CPL 3.
+    assert_exception(&e, 13, 0, USER + 3 + 5 + 2 + 3);
+    assert_eq!(reg(&e, Gpr::Rsi), 0x33, "saved CS");
+    assert_eq!(reg(&e, Gpr::Rdi), 0x602, "saved RFLAGS");
+    assert_eq!(reg(&e, Gpr::R8), USTACK, "saved RSP");
+    assert_eq!(reg(&e, Gpr::R9), 0x2b, "saved SS = STAR[63:48] + 8 | 3");
+    assert_eq!(reg(&e, Gpr::R10), RSP0 - 40, "frame on TSS.RSP0");
+    let cpu = e.cpu();
+    assert_eq!(cpu.cpl, 0);
+    assert_eq!(cpu.seg(Seg::Ss).selector, 0, "null SS at CPL 0");
+    assert_eq!(cpu.rflags() & IF, 0, "interrupt gate cleared IF");
+    // setup + 3 WRMSRs (4 each) + 5 pushes + IRETQ + user 3 + kernel 6 +
+    // user MOV (HLT faults, not counted) + stub 2 (#GP has an error code,
+    // so no dummy push) + common 10.
+    assert_eq!(cpu.icount, SETUP_INSNS + 12 + 6 + 3 + 6 + 1 + 2 + 10);
+}
+
+const USER32: u64 = 0x4800;
+const INT80_STUB: u64 = HANDLERS + 0x400;
+
+#[test]
+fn sysret_to_compatibility_mode_and_int_back_to_64_bit() {
+    let mut e = long_mode(|a| {
+        wrmsr(a, STAR, (0x20u64 << 48) | (0x10u64 << 32))?;
+        a.mov(ecx, USER32 as u32)?;
+        a.mov(r11d, 0x2)?;
+        a.mov(rsp, USTACK)?;
+        a.sysret()
+    });
+    // In 32-bit code 0x40 is INC EAX (in 64-bit code it is a REX prefix).
+    let user = assemble(32, USER32, |a| {
+        a.mov(eax, 5)?;
+        a.db(&[0x40])?;
+        a.int(0x80)
+    });
+    poke(&mut e, USER32, &user);
+    stub(&mut e, INT80_STUB, 0x80);
+    set_gate64(&mut e, 0x80, INT80_STUB, 3);
+    run_halt(&mut e);
+    // The saved RIP is after INT 0x80 (a trap-like software interrupt),
+    // in compatibility-mode code: 32-bit offsets, 1-byte INC.
+    assert_exception(&e, 0x80, 0, USER32 + 5 + 1 + 2);
+    assert_eq!(reg(&e, Gpr::Rsi), (UCODE32 | 3) as u64, "saved CS");
+    assert_eq!(reg(&e, Gpr::R8), USTACK, "saved RSP");
+    assert_eq!(reg(&e, Gpr::R9), (UDATA | 3) as u64, "saved SS");
+    assert_eq!(reg(&e, Gpr::R10), RSP0 - 40);
+    assert!(e.cpu().in_64bit_mode());
+}
+
+#[test]
+fn compatibility_mode_user_code_decodes_as_32_bit() {
+    let mut e = long_mode(|a| {
+        wrmsr(a, STAR, (0x20u64 << 48) | (0x10u64 << 32))?;
+        a.mov(ecx, USER32 as u32)?;
+        a.mov(r11d, 0x2)?;
+        a.sysret()
+    });
+    let user = assemble(32, USER32, |a| {
+        a.mov(eax, 5)?;
+        a.db(&[0x40])?; // INC EAX
+        a.hlt()
+    });
+    poke(&mut e, USER32, &user);
+    run_halt(&mut e);
+    // HLT at CPL 3 faulted; RAX holds the vector now, but the frame shows
+    // the fault at USER32 + 6, which needs 0x40 to be a 1-byte INC.
+    assert_exception(&e, 13, 0, USER32 + 6);
+    assert_eq!(reg(&e, Gpr::Rsi), 0x23);
+}
+
+// ---- far transfers between 64-bit and compatibility mode -------------------
+
+const C32: u64 = 0x6800;
+const C32B: u64 = 0x6900;
+const BACK64: u64 = 0x6a00;
+
+#[test]
+fn far_call_ret_and_jmp_between_64_bit_and_compatibility_mode() {
+    let mut e = long_mode(|a| {
+        // call far [DATA] (m16:32 -> KCODE32:C32); 0xff /3.
+        a.db(&[0xff, 0x1c, 0x25])?;
+        a.db(&(DATA as u32).to_le_bytes())?;
+        a.mov(r12, rax)?; // after the far return: 64-bit again
+        a.mov(rbx, 0x1_0000_0000u64)?;
+        // jmp far [DATA + 8] (m16:32 -> KCODE32:C32B); 0xff /5.
+        a.db(&[0xff, 0x2c, 0x25])?;
+        a.db(&(DATA as u32 + 8).to_le_bytes())
+    });
+    let mut ptrs = Vec::new();
+    ptrs.extend_from_slice(&(C32 as u32).to_le_bytes());
+    ptrs.extend_from_slice(&KCODE32.to_le_bytes());
+    ptrs.extend_from_slice(&[0, 0]);
+    ptrs.extend_from_slice(&(C32B as u32).to_le_bytes());
+    ptrs.extend_from_slice(&KCODE32.to_le_bytes());
+    poke(&mut e, DATA, &ptrs);
+    let c32 = assemble(32, C32, |a| {
+        a.mov(eax, 7)?;
+        a.db(&[0x40])?; // INC EAX in 32-bit code
+        a.mov(esi, dword_ptr(esp))?; // the return EIP CALL pushed (4 bytes)
+        a.mov(edi, dword_ptr(esp + 4))?; // and CS
+        a.retf()
+    });
+    poke(&mut e, C32, &c32);
+    let c32b = assemble(32, C32B, |a| {
+        a.mov(ecx, 3)?;
+        a.jmp_far(KCODE64, BACK64 as u32)
+    });
+    poke(&mut e, C32B, &c32b);
+    let back = assemble(64, BACK64, |a| {
+        // LRETQ to 64-bit code at the same privilege (Linux's idiom).
+        a.push(KCODE64 as i32)?;
+        a.mov(rax, BACK64 + 0x40)?;
+        a.push(rax)?;
+        a.db(&[0x48, 0xcb])?; // retfq
+        a.hlt()
+    });
+    poke(&mut e, BACK64, &back);
+    poke(&mut e, BACK64 + 0x40, &[0x48, 0x89, 0xdd, 0xf4]); // mov rbp, rbx; hlt
+    run_halt(&mut e);
+    assert_eq!(reg(&e, Gpr::R12), 8, "the 32-bit code ran INC EAX");
+    assert_eq!(reg(&e, Gpr::Rsi), TEST + 7, "return EIP");
+    assert_eq!(reg(&e, Gpr::Rdi), KCODE64 as u64, "return CS");
+    assert_eq!(reg(&e, Gpr::Rcx), 3);
+    assert_eq!(reg(&e, Gpr::Rbp), 0x1_0000_0000, "64-bit after LRETQ");
+    assert_eq!(reg(&e, Gpr::Rsp), KSTACK, "stack balanced");
+    assert_eq!(e.cpu().seg(Seg::Cs).selector, KCODE64);
+    assert_eq!(e.cpu().rip, BACK64 + 0x44);
+}
+
+// ---- TLB flushing -----------------------------------------------------------
+
+#[test]
+fn cr3_write_keeps_global_pages_and_invlpg_drops_one() {
+    const ALT_G: u64 = 0x19_0000;
+    const ALT_L: u64 = 0x18_0000;
+    let pte = |a: u64| PT + (a >> 12) * 8;
+    let mut e = long_mode(|a| {
+        a.mov(rax, qword_ptr(GLOBAL_PAGE))?;
+        a.mov(rbx, qword_ptr(LOCAL_PAGE))?;
+        // Remap both pages to other frames, without any flush.
+        a.mov(rax, ALT_G | P | RW | US | G)?;
+        a.mov(qword_ptr(pte(GLOBAL_PAGE)), rax)?;
+        a.mov(rax, ALT_L | P | RW | US)?;
+        a.mov(qword_ptr(pte(LOCAL_PAGE)), rax)?;
+        a.mov(rcx, qword_ptr(GLOBAL_PAGE))?; // stale
+        a.mov(rdx, qword_ptr(LOCAL_PAGE))?; // stale
+        a.mov(rax, cr3)?;
+        a.mov(cr3, rax)?;
+        a.mov(rsi, qword_ptr(GLOBAL_PAGE))?; // still stale: global
+        a.mov(rdi, qword_ptr(LOCAL_PAGE))?; // new frame
+        a.invlpg(ptr(GLOBAL_PAGE))?;
+        a.mov(r8, qword_ptr(GLOBAL_PAGE))?; // new frame
+        // Remap the global page back; toggling CR4.PGE flushes it too.
+        a.mov(rax, GLOBAL_PAGE | P | RW | US | G)?;
+        a.mov(qword_ptr(pte(GLOBAL_PAGE)), rax)?;
+        a.mov(r9, qword_ptr(GLOBAL_PAGE))?; // stale (ALT_G)
+        a.mov(rax, cr4)?;
+        a.and(eax, !0x80)?;
+        a.mov(cr4, rax)?;
+        a.or(eax, 0x80)?;
+        a.mov(cr4, rax)?;
+        a.mov(r10, qword_ptr(GLOBAL_PAGE))?;
+        a.hlt()
+    });
+    poke_q(&mut e, GLOBAL_PAGE, 0xa1);
+    poke_q(&mut e, LOCAL_PAGE, 0xb1);
+    poke_q(&mut e, ALT_G, 0xa2);
+    poke_q(&mut e, ALT_L, 0xb2);
+    run_halt(&mut e);
+    assert_eq!(reg(&e, Gpr::Rbx), 0xb1);
+    assert_eq!(reg(&e, Gpr::Rcx), 0xa1, "no flush yet");
+    assert_eq!(reg(&e, Gpr::Rdx), 0xb1, "no flush yet");
+    assert_eq!(reg(&e, Gpr::Rsi), 0xa1, "CR3 write keeps global entries");
+    assert_eq!(reg(&e, Gpr::Rdi), 0xb2, "CR3 write drops the others");
+    assert_eq!(reg(&e, Gpr::R8), 0xa2, "INVLPG dropped the global entry");
+    assert_eq!(reg(&e, Gpr::R9), 0xa2, "no flush yet");
+    assert_eq!(reg(&e, Gpr::R10), 0xa1, "CR4.PGE change flushes globals");
 }
