@@ -395,7 +395,11 @@ fn deliver_legacy(
 ) -> Result<(), Exception> {
     let ext = ev.ext();
     let old_cpl = cx.cpu.cpl;
-    let w = if gate.typ & 8 != 0 { Width::D } else { Width::W };
+    let w = if gate.typ & 8 != 0 {
+        Width::D
+    } else {
+        Width::W
+    };
     let old_ss = cx.cpu.seg[Seg::Ss as usize];
     let old_sp = cx.cpu.gpr[4];
     let flags = cx.cpu.rflags();
@@ -408,11 +412,7 @@ fn deliver_legacy(
     } else {
         (old_ss, old_sp)
     };
-    vals.extend([
-        flags,
-        cx.cpu.seg(Seg::Cs).selector as u64,
-        return_rip,
-    ]);
+    vals.extend([flags, cx.cpu.seg(Seg::Cs).selector as u64, return_rip]);
     vals.extend(ev.error_code.map(u64::from));
     let sp_mask = if ss.attrs & seg_attr::DB != 0 {
         0xffff_ffff

@@ -415,7 +415,11 @@ fn mapped_page_size(cpu: &CpuState, mem: &GuestMemory, lin: u64) -> u64 {
             0x1000
         };
     }
-    let pde = read_pte(mem, (cpu.cr3 & 0xffff_f000) + ((lin >> 22) & 1023) * 4, false);
+    let pde = read_pte(
+        mem,
+        (cpu.cr3 & 0xffff_f000) + ((lin >> 22) & 1023) * 4,
+        false,
+    );
     if pde & (pte::P | pte::PS) == pte::P | pte::PS && cpu.cr4 & cr4::PSE != 0 {
         1 << 22
     } else {

@@ -26,7 +26,6 @@ const PML4: u64 = 0x20000;
 const PDPT: u64 = 0x21000;
 const PD: u64 = 0x22000;
 const PT: u64 = 0x23000;
-const PT_ALT: u64 = 0x24000;
 const DATA: u64 = 0x60000;
 const USTACK: u64 = 0x70000;
 const RSP0: u64 = 0x7c000;
@@ -380,7 +379,6 @@ fn paging_activation_without_pae_faults() {
     assert_eq!(e.cpu().efer, 0x100, "LMA stays clear");
 }
 
-
 // ---- exceptions in 64-bit mode ----------------------------------------------
 
 /// Run `body` (64-bit, at TEST) and return the engine after the common
@@ -587,7 +585,11 @@ fn ring3_via_iretq_back_via_syscall_sysret_and_a_fault_on_rsp0() {
     });
     poke(&mut e, SYS_ENTRY, &sys);
     run_halt(&mut e);
-    assert_eq!(reg(&e, Gpr::R12), (UCODE64 | 3) as u64, "ring 3 after IRETQ");
+    assert_eq!(
+        reg(&e, Gpr::R12),
+        (UCODE64 | 3) as u64,
+        "ring 3 after IRETQ"
+    );
     assert_eq!(reg(&e, Gpr::R14), USER + 3 + 5 + 2, "RCX = return RIP");
     assert_eq!(reg(&e, Gpr::R15), 0x602, "R11 = RFLAGS");
     assert_eq!(reg(&e, Gpr::Rbp), 0x202, "SFMASK cleared DF in the kernel");
@@ -745,7 +747,7 @@ fn cr3_write_keeps_global_pages_and_invlpg_drops_one() {
         a.mov(rdi, qword_ptr(LOCAL_PAGE))?; // new frame
         a.invlpg(ptr(GLOBAL_PAGE))?;
         a.mov(r8, qword_ptr(GLOBAL_PAGE))?; // new frame
-        // Remap the global page back; toggling CR4.PGE flushes it too.
+                                            // Remap the global page back; toggling CR4.PGE flushes it too.
         a.mov(rax, GLOBAL_PAGE | P | RW | US | G)?;
         a.mov(qword_ptr(pte(GLOBAL_PAGE)), rax)?;
         a.mov(r9, qword_ptr(GLOBAL_PAGE))?; // stale (ALT_G)
@@ -770,4 +772,158 @@ fn cr3_write_keeps_global_pages_and_invlpg_drops_one() {
     assert_eq!(reg(&e, Gpr::R8), 0xa2, "INVLPG dropped the global entry");
     assert_eq!(reg(&e, Gpr::R9), 0xa2, "no flush yet");
     assert_eq!(reg(&e, Gpr::R10), 0xa1, "CR4.PGE change flushes globals");
+}
+
+// ---- 32-bit protected mode --------------------------------------------------
+
+const H40: u64 = 0x6000;
+const H13: u64 = 0x6100;
+
+#[test]
+fn protected_mode_32_bit_delivery_with_privilege_change_through_the_tss() {
+    let mut e = multiboot_engine(CODE32);
+    write_gdt(&mut e); // TSS_SEL is a 32-bit available TSS outside long mode
+    poke_q(&mut e, IDT + 8 * 13, gate32(H13 as u32, KCODE32, 0xe, 0));
+    poke_q(&mut e, IDT + 8 * 0x40, gate32(H40 as u32, KCODE32, 0xf, 3));
+    poke_q(&mut e, IDT + 8 * 0x41, gate32(H40 as u32, KCODE32, 0xe, 0));
+    poke(&mut e, PTRS + 0x30, &[0xff, 0x07, 0x00, 0x10, 0x01, 0x00]); // IDT, 256 * 8
+    poke_q(&mut e, TSS + 4, RSP0); // ESP0
+    poke_q(&mut e, TSS + 8, KDATA as u64); // SS0
+    let code = assemble(32, CODE32, |a| {
+        a.lgdt(ptr(PTRS as u32))?;
+        a.lidt(ptr(PTRS as u32 + 0x30))?;
+        a.mov(ax, TSS_SEL as u32)?;
+        a.ltr(ax)?;
+        a.mov(esp, KSTACK as u32)?;
+        a.push((UDATA | 3) as i32)?;
+        a.push(USTACK as i32)?;
+        a.push(0x3202)?; // IF, IOPL 3
+        a.push((UCODE32 | 3) as i32)?;
+        a.push(USER32 as i32)?;
+        a.iretd()
+    });
+    poke(&mut e, CODE32, &code);
+    let user = assemble(32, USER32, |a| {
+        a.mov(ebp, ds)?;
+        a.int(0x40)?;
+        a.int(0x41) // DPL 0 gate: #GP(0x41 * 8 + 2)
+    });
+    poke(&mut e, USER32, &user);
+    // Trap gate handler: copy the 5-dword frame and EFLAGS to DATA, return.
+    let h40 = assemble(32, H40, |a| {
+        a.mov(ax, KDATA as u32)?;
+        a.mov(ds, ax)?;
+        for i in 0..5 {
+            a.mov(eax, dword_ptr(esp + 4 * i))?;
+            a.mov(dword_ptr(DATA as u32 + 4 * i as u32), eax)?;
+        }
+        a.mov(dword_ptr(DATA as u32 + 20), esp)?;
+        a.pushfd()?;
+        a.pop(eax)?;
+        a.mov(dword_ptr(DATA as u32 + 24), eax)?;
+        a.iretd()
+    });
+    poke(&mut e, H40, &h40);
+    let h13 = assemble(32, H13, |a| {
+        a.pop(ebx)?; // error code
+        a.mov(ecx, dword_ptr(esp))?;
+        a.mov(edx, dword_ptr(esp + 4))?;
+        a.mov(esi, dword_ptr(esp + 12))?;
+        a.mov(edi, dword_ptr(esp + 16))?;
+        a.mov(eax, esp)?;
+        a.hlt()
+    });
+    poke(&mut e, H13, &h13);
+    run_halt(&mut e);
+    let d = |i: u64| peek_q(&e, DATA + 4 * i) & 0xffff_ffff;
+    // IRETD to ring 3 nulled DS (DPL 0 < CPL 3).
+    assert_eq!(reg(&e, Gpr::Rbp), 0, "DS selector in ring 3");
+    assert_eq!(d(0), USER32 + 2 + 2, "saved EIP after INT 0x40");
+    assert_eq!(d(1), (UCODE32 | 3) as u64, "saved CS");
+    assert_eq!(d(2), 0x3202, "saved EFLAGS");
+    assert_eq!(d(3), USTACK, "saved ESP (outer stack)");
+    assert_eq!(d(4), (UDATA | 3) as u64, "saved SS");
+    assert_eq!(d(5), RSP0 - 20, "handler ran on TSS.ESP0");
+    assert_eq!(d(6) & IF, IF, "a trap gate leaves IF set");
+    // Then INT 0x41 from ring 3 through a DPL 0 gate: #GP with the IDT
+    // error code, delivered (with a stack switch again) to H13.
+    assert_eq!(reg(&e, Gpr::Rbx), 0x41 * 8 + 2, "error code");
+    assert_eq!(reg(&e, Gpr::Rcx), USER32 + 4, "saved EIP = the INT 0x41");
+    assert_eq!(reg(&e, Gpr::Rdx), (UCODE32 | 3) as u64);
+    assert_eq!(reg(&e, Gpr::Rsi), USTACK);
+    assert_eq!(reg(&e, Gpr::Rdi), (UDATA | 3) as u64);
+    assert_eq!(reg(&e, Gpr::Rax), RSP0 - 20, "error code popped");
+    let cpu = e.cpu();
+    assert_eq!(cpu.cpl, 0);
+    assert_eq!(cpu.seg(Seg::Ss).selector, KDATA, "SS0 from the TSS");
+    assert_eq!(cpu.rflags() & IF, 0, "interrupt gate cleared IF");
+    assert_eq!(cpu.code_bitness(), 32);
+}
+
+// ---- interrupt shadow, IRET flag rules, SWAPGS ------------------------------
+
+#[test]
+fn mov_ss_sets_the_interrupt_shadow_for_one_instruction() {
+    let mut e = long_mode(|a| {
+        a.mov(eax, KDATA as u32)?;
+        a.mov(ss, ax)?;
+        a.nop()?;
+        a.hlt()
+    });
+    assert_eq!(e.run(SETUP_INSNS + 2), Exit::BudgetExhausted);
+    assert_eq!(e.cpu().interrupt_shadow, 1, "after MOV SS");
+    assert_eq!(e.run(1), Exit::BudgetExhausted);
+    assert_eq!(e.cpu().interrupt_shadow, 0, "after the next instruction");
+}
+
+#[test]
+fn iret_at_cpl3_cannot_change_iopl_or_if() {
+    // Ring 3 with IOPL 0 executes IRETQ with IF and IOPL set in the image:
+    // both are kept as they were; the arithmetic flags change.
+    let mut e = long_mode(|a| {
+        a.push((UDATA | 3) as i32)?;
+        a.push(USTACK as i32)?;
+        a.push(0x2)?;
+        a.push((UCODE64 | 3) as i32)?;
+        a.push(USER as i32)?;
+        a.iretq()
+    });
+    let user = assemble(64, USER, |a| {
+        a.push((UDATA | 3) as i32)?;
+        a.push((USTACK - 0x100) as i32)?;
+        a.push(0x3203 | 0x800)?; // IOPL 3, IF, CF, OF
+        a.push((UCODE64 | 3) as i32)?;
+        a.push((USER + 0x80) as i32)?;
+        a.iretq()
+    });
+    poke(&mut e, USER, &user);
+    poke(&mut e, USER + 0x80, &[0xf4]); // HLT at CPL 3: #GP
+    run_halt(&mut e);
+    assert_exception(&e, 13, 0, USER + 0x80);
+    assert_eq!(reg(&e, Gpr::Rdi), 0x803, "saved RFLAGS: CF, OF; no IF/IOPL");
+    assert_eq!(reg(&e, Gpr::R8), USTACK - 0x100);
+}
+
+#[test]
+fn swapgs_and_fs_gs_base_msrs() {
+    let mut e = long_mode(|a| {
+        wrmsr(a, GS_BASE, DATA + 0x1000)?;
+        wrmsr(a, KERNEL_GS_BASE, DATA + 0x2000)?;
+        a.swapgs()?;
+        a.mov(r12, qword_ptr(8).gs())?;
+        a.mov(ecx, GS_BASE)?;
+        a.rdmsr()?;
+        a.mov(r13, rax)?;
+        // A non-canonical base is refused with #GP(0).
+        wrmsr(a, KERNEL_GS_BASE, 0x8000_0000_0000)
+    });
+    poke_q(&mut e, DATA + 0x1008, 0x11);
+    poke_q(&mut e, DATA + 0x2008, 0x22);
+    run_halt(&mut e);
+    assert_eq!(reg(&e, Gpr::R12), 0x22, "GS-relative load after SWAPGS");
+    assert_eq!(reg(&e, Gpr::R13), DATA + 0x2000, "GS_BASE after SWAPGS");
+    assert_eq!(e.cpu().msr.kernel_gs_base, DATA + 0x1000);
+    assert_eq!(reg(&e, Gpr::Rax), 13);
+    assert_eq!(reg(&e, Gpr::Rbx), 0);
+    assert_eq!(e.cpu().icount, SETUP_INSNS + 4 + 4 + 1 + 4 + 3 + 2 + 10);
 }

@@ -566,13 +566,8 @@ fn verr_verw(cx: &mut Interp, insn: &Insn) -> SemResult {
     }
     let sel = selector_operand(cx, insn, 0)?;
     let write = insn.i.mnemonic() == Mnemonic::Verw;
-    let ok = visible_desc(cx, sel)?.is_some_and(|d| {
-        if write {
-            d.writable()
-        } else {
-            d.readable()
-        }
-    });
+    let ok =
+        visible_desc(cx, sel)?.is_some_and(|d| if write { d.writable() } else { d.readable() });
     set_zf(cx, ok);
     Ok(())
 }
