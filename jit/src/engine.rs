@@ -154,7 +154,12 @@ impl Engine {
             return Some(Exit::Exception(ex));
         }
         let rip = self.cx.cpu.rip;
-        match interrupt::deliver_exception(&mut self.cx, ex) {
+        let d = interrupt::deliver_exception(&mut self.cx, ex);
+        // Delivery happens between blocks: its end-of-block request is moot,
+        // but a frame pushed onto a page holding code must drop those blocks.
+        self.cx.cpu.exit_req = 0;
+        self.sync_code_writes();
+        match d {
             Delivery::Delivered => None,
             Delivery::TripleFault => Some(Exit::TripleFault { first: ex, rip }),
         }
