@@ -127,7 +127,13 @@ pub fn ends_block(i: &Instruction) -> bool {
             | M::Rsm
             | M::Cpuid
             | M::Pause
+            | M::Lds
+            | M::Les
+            | M::Lfs
+            | M::Lgs
+            | M::Lss
     ) || is_mov_to_system_reg(i)
+        || is_pop_sreg(i)
         || is_ss_load(i)
         || (i.has_rep_prefix() || i.has_repne_prefix()) && i.is_string_instruction()
 }
@@ -139,6 +145,13 @@ fn is_mov_to_system_reg(i: &Instruction) -> bool {
     }
     let r = i.op0_register();
     r.is_cr() || r.is_dr() || matches!(r, R::ES | R::CS | R::DS | R::FS | R::GS)
+}
+
+/// POP DS/ES/FS/GS/SS: segment loads end the block like MOV Sreg.
+fn is_pop_sreg(i: &Instruction) -> bool {
+    i.mnemonic() == Mnemonic::Pop
+        && i.op0_kind() == OpKind::Register
+        && i.op0_register().is_segment_register()
 }
 
 fn is_ss_load(i: &Instruction) -> bool {

@@ -161,7 +161,12 @@ impl Engine {
             return Some(Exit::Exception(ex));
         }
         let rip = self.cx.cpu.rip;
-        match interrupt::deliver_exception(&mut self.cx, ex) {
+        let d = interrupt::deliver_exception(&mut self.cx, ex);
+        // Delivery happens between blocks: its end-of-block request is moot,
+        // but a frame pushed onto a page holding code must drop those blocks.
+        self.cx.cpu.exit_req = 0;
+        self.sync_code_writes();
+        match d {
             Delivery::Delivered => None,
             Delivery::TripleFault => Some(Exit::TripleFault { first: ex, rip }),
         }
@@ -186,6 +191,11 @@ impl Engine {
             };
             self.stats.blocks_run += 1;
             block.exec_count.set(block.exec_count.get() + 1);
+            // The STI / MOV SS shadow covers one instruction: the one after
+            // the instruction that set it, which always starts a block (those
+            // instructions end theirs). It is cleared as that instruction
+            // begins, so one that sets it again (MOV SS; STI) keeps its own.
+            self.cx.cpu.interrupt_shadow = 0;
             let bitness = block.key.bitness;
             let whole_block = self.cx.cpu.budget >= block.insns.len() as u64;
             for insn in &block.insns {

@@ -74,6 +74,13 @@ impl Interp {
         Ok(())
     }
 
+    /// RIP after the current instruction is exactly `rip`: for far
+    /// transfers and interrupt delivery, which change the code size (the
+    /// caller has applied the new code segment's rules, so no masking).
+    pub fn far_jump(&mut self, rip: u64) {
+        self.branch = Some(rip);
+    }
+
     /// Count `n` retired units of work beyond the one `step` counts (REP
     /// iterations). The caller guarantees `n` fits the budget.
     pub fn retire_extra(&mut self, n: u64) {

@@ -22,6 +22,7 @@
 pub mod block;
 pub mod cpuid;
 pub mod cranelift;
+pub mod descriptor;
 pub mod emit;
 pub mod engine;
 pub mod exception;
@@ -30,6 +31,7 @@ pub mod interp;
 pub mod interrupt;
 pub mod memory;
 pub mod mmu;
+pub mod msr;
 pub mod semantics;
 pub mod setup;
 pub mod soft_tlb;

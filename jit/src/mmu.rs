@@ -7,7 +7,7 @@
 use crate::emit::Width;
 use crate::exception::{pf_err, Exception};
 use crate::memory::{GuestMemory, GuestPhysAddr, IoBus, PhysTarget};
-use crate::soft_tlb::{TlbPerms, PAGE_MASK};
+use crate::soft_tlb::{TlbPerms, INVALID_TAG, PAGE_MASK};
 use crate::state::{cr0, cr4, efer, exit_req, CpuState};
 
 /// Kind of memory access.
@@ -376,6 +376,78 @@ pub fn probe_write(
         translate_and_fill(cpu, mem, last, Access::Write)?;
     }
     Ok(())
+}
+
+/// Size of the page that maps `lin` now (4 KiB when not mapped), read
+/// without setting accessed bits.
+fn mapped_page_size(cpu: &CpuState, mem: &GuestMemory, lin: u64) -> u64 {
+    if cpu.cr0 & cr0::PG == 0 {
+        return 0x1000;
+    }
+    if cpu.efer & efer::LMA != 0 {
+        let pml4e = read_pte(mem, (cpu.cr3 & pte::ADDR) + ((lin >> 39) & 511) * 8, true);
+        if pml4e & pte::P == 0 {
+            return 0x1000;
+        }
+        let pdpte = read_pte(mem, (pml4e & pte::ADDR) + ((lin >> 30) & 511) * 8, true);
+        if pdpte & pte::P == 0 {
+            return 0x1000;
+        }
+        if pdpte & pte::PS != 0 {
+            return 1 << 30;
+        }
+        let pde = read_pte(mem, (pdpte & pte::ADDR) + ((lin >> 21) & 511) * 8, true);
+        return if pde & (pte::P | pte::PS) == pte::P | pte::PS {
+            1 << 21
+        } else {
+            0x1000
+        };
+    }
+    if cpu.cr4 & cr4::PAE != 0 {
+        let pdpte = read_pte(mem, (cpu.cr3 & 0xffff_ffe0) + ((lin >> 30) & 3) * 8, true);
+        if pdpte & pte::P == 0 {
+            return 0x1000;
+        }
+        let pde = read_pte(mem, (pdpte & pte::ADDR) + ((lin >> 21) & 511) * 8, true);
+        return if pde & (pte::P | pte::PS) == pte::P | pte::PS {
+            1 << 21
+        } else {
+            0x1000
+        };
+    }
+    let pde = read_pte(
+        mem,
+        (cpu.cr3 & 0xffff_f000) + ((lin >> 22) & 1023) * 4,
+        false,
+    );
+    if pde & (pte::P | pte::PS) == pte::P | pte::PS && cpu.cr4 & cr4::PSE != 0 {
+        1 << 22
+    } else {
+        0x1000
+    }
+}
+
+/// INVLPG: drop every TLB entry for the page containing `lin`. The soft
+/// TLB holds 4 KiB pieces even of large pages, and the page being
+/// invalidated may have been large before the guest split it, so every
+/// entry in the surrounding 2 MiB (or the current large page, if larger)
+/// is dropped: more than needed, never less.
+pub fn invlpg(cpu: &mut CpuState, mem: &mut GuestMemory, lin: u64) {
+    let size = mapped_page_size(cpu, mem, lin).max(1 << 21);
+    let start = lin & !(size - 1);
+    let inside = |tag: u64| tag != INVALID_TAG && tag.wrapping_sub(start) < size;
+    cpu.tlb.flush_page(lin);
+    for e in cpu.tlb.entries.iter_mut() {
+        if inside(e.read_tag) || inside(e.write_tag) {
+            e.read_tag = INVALID_TAG;
+            e.write_tag = INVALID_TAG;
+        }
+    }
+    for e in cpu.tlb.code.iter_mut() {
+        if inside(e.tag) {
+            e.tag = INVALID_TAG;
+        }
+    }
 }
 
 /// Translate a code address for the decoder; returns the physical address.

@@ -22,6 +22,7 @@ pub mod flagops;
 pub mod misc;
 pub mod muldiv;
 pub mod operand;
+pub mod segment;
 pub mod shift;
 pub mod sse;
 pub mod sse_cvt;
@@ -31,6 +32,7 @@ pub mod sse_move;
 pub mod sse_state;
 pub mod stack;
 pub mod string;
+pub mod system;
 pub mod x87;
 
 use crate::block::{Insn, InterpFn};
@@ -64,6 +66,8 @@ pub fn lookup<E: Emitter>(i: &Instruction) -> Option<Sem<E>> {
         .or_else(|| atomic::lookup(i))
         .or_else(|| string::lookup(i))
         .or_else(|| misc::lookup(i))
+        .or_else(|| system::lookup(i))
+        .or_else(|| segment::lookup(i))
         .or_else(|| x87::lookup(i))
         .or_else(|| sse::lookup(i))
 }
