@@ -47,7 +47,7 @@ pub const MNEMONICS: &[Mnemonic] = {
         Jg, Loop, Loope, Loopne, Jrcxz, Jecxz, Enter, Leave, Cbw, Cwde, Cdqe, Cwd, Cdq, Cqo, Lahf,
         Sahf, Pushf, Pushfq, Popf, Popfq, Clc, Stc, Cmc, Cld, Std, Nop, Endbr64, Pause, Lfence,
         Mfence, Sfence, Movsb, Movsw, Movsd, Movsq, Stosb, Stosw, Stosd, Stosq, Lodsb, Lodsw,
-        Lodsd, Lodsq, Cmpsb, Cmpsw, Cmpsd, Cmpsq, Scasb, Scasw, Scasd, Scasq,
+        Lodsd, Lodsq, Cmpsb, Cmpsw, Cmpsd, Cmpsq, Scasb, Scasw, Scasd, Scasq, Xlatb,
     ]
 };
 
