@@ -1264,6 +1264,17 @@ impl<'r> Builder<'r> {
         if is_string(f.code.op_code().mnemonic()) {
             return string_insn(f, Register::None).expect("string form");
         }
+        if f.code.op_code().mnemonic() == Mnemonic::Xlatb {
+            return xlat_insn(
+                f.code,
+                if f.bits == 64 {
+                    Register::RBX
+                } else {
+                    Register::EBX
+                },
+                Register::None,
+            );
+        }
         for _ in 0..100 {
             let ops = self.random_ops(f.code);
             if let Some(i) = self.make(f.code, &ops) {
@@ -1941,19 +1952,12 @@ impl<'r> Builder<'r> {
                 return false;
             }
         }
-        let mut i = Instruction::default();
-        i.set_code(f.code);
-        i.set_op0_kind(OpKind::Memory);
         let (base, seg) = match (self.bits, a16) {
             (64, _) => (Register::RBX, Register::None),
             (_, true) => (Register::BX, Register::GS),
             _ => (Register::EBX, self.seg()),
         };
-        i.set_memory_base(base);
-        i.set_memory_index(Register::AL);
-        i.set_memory_index_scale(1);
-        i.set_segment_prefix(seg);
-        self.emit(i, Fx::default())
+        self.emit(xlat_insn(f.code, base, seg), Fx::default())
     }
 
     /// PUSHA/PUSHAD, sometimes a changed slot of a free register, then
@@ -2138,6 +2142,19 @@ fn dividend(rng: &mut Rng, w: u32, d: u64, signed: bool) -> (u64, u64) {
     let lo = (n as u128 as u64) & mask;
     let hi = ((n >> w) as u128 as u64) & mask;
     (hi, lo)
+}
+
+/// XLAT with base register `base` (its size is the address size) and a
+/// segment override.
+fn xlat_insn(code: Code, base: Register, seg: Register) -> Instruction {
+    let mut i = Instruction::default();
+    i.set_code(code);
+    i.set_op0_kind(OpKind::Memory);
+    i.set_memory_base(base);
+    i.set_memory_index(Register::AL);
+    i.set_memory_index_scale(1);
+    i.set_segment_prefix(seg);
+    i
 }
 
 /// Build a string instruction of form `f` with a source segment override.
