@@ -196,7 +196,7 @@ fn compute_liveness(insns: &mut [Insn]) {
                     | OpKind::MemoryESRDI
             )
         }) || i.is_stack_instruction()
-            || matches!(i.mnemonic(), Mnemonic::Div | Mnemonic::Idiv);
+            || matches!(i.mnemonic(), Mnemonic::Div | Mnemonic::Idiv | Mnemonic::Aam);
         if may_fault {
             // A fault here shows the guest the flags as they are now.
             live = FlagSet::ARITH;

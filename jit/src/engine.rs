@@ -175,6 +175,7 @@ impl Engine {
     /// Run at most `budget` instructions.
     pub fn run(&mut self, budget: u64) -> Exit {
         self.cx.cpu.budget = budget;
+        self.cx.exceptions_exit = self.config.exceptions_exit;
         // Code pages written from outside since the last run (loading with
         // `write_phys`) must not run stale translations.
         self.sync_code_writes();

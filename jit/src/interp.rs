@@ -29,6 +29,9 @@ pub struct Interp {
     live: FlagSet,
     /// Code size of the current instruction (16, 32, 64).
     bitness: u32,
+    /// Software interrupts are reported to the engine's caller instead of
+    /// delivered (mirrors `EngineConfig::exceptions_exit`).
+    pub exceptions_exit: bool,
 }
 
 crate::impl_concrete_ops!(Interp);
@@ -44,6 +47,7 @@ impl Interp {
             branch: None,
             live: FlagSet::ARITH,
             bitness: 64,
+            exceptions_exit: false,
         }
     }
 

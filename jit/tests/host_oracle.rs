@@ -12,19 +12,30 @@
 //!
 //! The long campaign: `cargo test -p cjemu-jit --test host_oracle --
 //! --ignored` (200 000 sequences unless `CJEMU_ORACLE_CASES` says otherwise).
+//!
+//! `host_oracle_32` (and `host_oracle_32_campaign`) do the same with 32-bit
+//! code: natively in a compatibility-mode code segment of the child, in
+//! cjemu with a 32-bit CS under long mode; the catalogue is every 32-bit
+//! encoding of the same instructions plus the legacy ones (PUSHA, BCD
+//! adjustments, BOUND, INTO, SALC, XLAT, ARPL), with 66 and 67 prefixes.
 
 mod oracle;
 
 use cjemu_jit::semantics::is_implemented;
 use oracle::compare::{compare, disassembly, end_name};
 use oracle::emu::Emu;
-use oracle::gen::{catalogue, decode, sample, Case, Form, Generator, MNEMONICS};
+use oracle::gen::{
+    catalogue, catalogue_for, decode, decode_bits, sample, Case, Form, Generator, LEGACY_MNEMONICS,
+    MNEMONICS,
+};
 use oracle::native::{run_batch, NativeCase};
 use oracle::{env_flag, env_u64, host_cpu, splitmix, End, InitState, CODE, DATA, DATA_SIZE};
 use std::time::Instant;
 
 const DEFAULT_SEED: u64 = 0xc1e0_0a11_5eed;
 const DEFAULT_CASES: u64 = 5000;
+/// Default number of 32-bit sequences.
+const DEFAULT_CASES_32: u64 = 3000;
 const BATCH: usize = 500;
 /// Detailed reports printed per run.
 const MAX_REPORTS: usize = 5;
@@ -35,23 +46,31 @@ struct Config {
     cases: u64,
     strict: bool,
     verbose: bool,
+    /// Code size (64 or 32).
+    bits: u32,
 }
 
 impl Config {
-    fn from_env(default_cases: u64) -> Config {
+    fn from_env(default_cases: u64, bits: u32) -> Config {
         Config {
             seed: env_u64("CJEMU_ORACLE_SEED").unwrap_or(DEFAULT_SEED),
             first: env_u64("CJEMU_ORACLE_FIRST").unwrap_or(0),
             cases: env_u64("CJEMU_ORACLE_CASES").unwrap_or(default_cases),
             strict: !env_flag("CJEMU_ORACLE_ONLY_IMPLEMENTED"),
             verbose: env_flag("CJEMU_ORACLE_VERBOSE"),
+            bits,
         }
     }
 }
 
 /// The catalogue split into implemented and unimplemented forms.
 fn split_catalogue() -> (Vec<Form>, Vec<Form>) {
-    catalogue()
+    split_catalogue_for(64)
+}
+
+/// [`split_catalogue`] for `bits`-bit code.
+fn split_catalogue_for(bits: u32) -> (Vec<Form>, Vec<Form>) {
+    catalogue_for(bits)
         .into_iter()
         .partition(|f| is_implemented(&sample(f)))
 }
@@ -63,7 +82,7 @@ fn case_seed(master: u64, k: u64) -> u64 {
 
 fn run_oracle(cfg: &Config) {
     let start = Instant::now();
-    let (forms, missing) = split_catalogue();
+    let (forms, missing) = split_catalogue_for(cfg.bits);
     let total_forms = forms.len() + missing.len();
     let implemented: Vec<String> = forms.iter().map(|f| f.name.clone()).collect();
     let mut used = std::collections::BTreeSet::<String>::new();
@@ -76,8 +95,13 @@ fn run_oracle(cfg: &Config) {
     let mut ends = std::collections::BTreeMap::<String, u64>::new();
     let reproduce = |k: u64| {
         format!(
-            "CJEMU_ORACLE_SEED={:#x} CJEMU_ORACLE_FIRST={k} CJEMU_ORACLE_CASES=1",
-            cfg.seed
+            "CJEMU_ORACLE_SEED={:#x} CJEMU_ORACLE_FIRST={k} CJEMU_ORACLE_CASES=1 (test {})",
+            cfg.seed,
+            if cfg.bits == 32 {
+                "host_oracle_32"
+            } else {
+                "host_oracle"
+            }
         )
     };
     let mut k = cfg.first;
@@ -97,7 +121,7 @@ fn run_oracle(cfg: &Config) {
         let batch = run_batch(&native_cases);
         for (i, (case, native)) in cases.iter().zip(&batch.results).enumerate() {
             let idx = k + i as u64;
-            insns += decode(&case.code).len();
+            insns += decode_bits(&case.code, cfg.bits).len();
             used.extend(case.form_of.iter().cloned());
             if cfg.verbose {
                 eprintln!("sequence {idx}:\n{}", disassembly(case));
@@ -164,9 +188,10 @@ fn run_oracle(cfg: &Config) {
         .map(String::as_str)
         .collect();
     eprintln!(
-        "host oracle on {}: {} sequences ({insns} instructions incl. set-up and final UD2) from seed {:#x}, \
+        "host oracle ({}-bit code) on {}: {} sequences ({insns} instructions incl. set-up and final UD2) from seed {:#x}, \
          {mismatches} mismatch(es), {:.1?}; ends: {}; catalogue: {total_forms} forms, {} not implemented, \
          {} of the {} implemented exercised",
+        cfg.bits,
         host_cpu(),
         cfg.cases,
         cfg.seed,
@@ -206,14 +231,27 @@ fn run_oracle(cfg: &Config) {
 /// The default differential run (a few thousand sequences).
 #[test]
 fn host_oracle() {
-    run_oracle(&Config::from_env(DEFAULT_CASES));
+    run_oracle(&Config::from_env(DEFAULT_CASES, 64));
+}
+
+/// The differential run on 32-bit code (compatibility mode).
+#[test]
+fn host_oracle_32() {
+    run_oracle(&Config::from_env(DEFAULT_CASES_32, 32));
+}
+
+/// The long campaign on 32-bit code.
+#[test]
+#[ignore]
+fn host_oracle_32_campaign() {
+    run_oracle(&Config::from_env(200_000, 32));
 }
 
 /// The long campaign.
 #[test]
 #[ignore]
 fn host_oracle_campaign() {
-    run_oracle(&Config::from_env(200_000));
+    run_oracle(&Config::from_env(200_000, 64));
 }
 
 /// Every required mnemonic has forms in the catalogue, and every form can
@@ -285,6 +323,7 @@ fn init(gpr: [u64; 16]) -> InitState {
         fs_base: 0,
         gs_base: 0,
         data: vec![0; DATA_SIZE],
+        bits: 64,
     }
 }
 
@@ -612,4 +651,151 @@ fn generator_covers_forms_and_operand_kinds() {
     assert!(missing.is_empty(), "never generated: {missing:?}");
     let unused: Vec<&String> = names.iter().filter(|n| !used.contains(*n)).collect();
     assert!(unused.is_empty(), "forms never generated: {unused:?}");
+}
+
+/// The native runner in 32-bit mode really runs compatibility-mode code:
+/// 0x40 is INC EAX there (a REX prefix in 64-bit mode), ES has base
+/// DATA, and #BR/#OF arrive with their vectors.
+#[test]
+fn native_runner_basics_32() {
+    let mut g = [0u64; 16];
+    g[4] = oracle::STACK_TOP;
+    g[3] = DATA + 0x100; // ebx
+    let mut st = init(g);
+    st.bits = 32;
+    // inc eax; mov byte es:[0x10], 0x5a; mov [ebx], eax; ud2
+    let inc = [
+        0x40, 0x26, 0xc6, 0x05, 0x10, 0, 0, 0, 0x5a, 0x89, 0x03, 0x0f, 0x0b,
+    ];
+    // bound eax, [ebx] with bounds [5, 6] and eax = 0 → #BR
+    let mut st_br = st.clone();
+    st_br.data[0x100] = 5;
+    st_br.data[0x104] = 6;
+    let br = [0x62, 0x03];
+    // mov al, 0x7f; add al, 1; into → #OF after the INTO
+    let of = [0xb0, 0x7f, 0x04, 0x01, 0xce, 0x90];
+    let cases = [
+        NativeCase {
+            code: &inc,
+            init: &st,
+        },
+        NativeCase {
+            code: &br,
+            init: &st_br,
+        },
+        NativeCase {
+            code: &of,
+            init: &st,
+        },
+    ];
+    let b = run_batch(&cases);
+    assert!(b.failure.is_none(), "{:?}", b.failure);
+    let r = &b.results;
+    assert_eq!(r[0].gpr[0], 1);
+    assert_eq!(r[0].rip, CODE + 11);
+    assert_eq!(r[0].data[0x10], 0x5a);
+    assert_eq!(&r[0].data[0x100..0x104], &[1, 0, 0, 0]);
+    assert!(matches!(r[0].end, End::Exception { vector: 6, .. }));
+    assert!(matches!(r[1].end, End::Exception { vector: 5, .. }));
+    assert_eq!(r[1].rip, CODE);
+    assert!(matches!(r[2].end, End::Exception { vector: 4, .. }));
+    assert_eq!(r[2].rip, CODE + 5);
+    // The emulator agrees on all three.
+    let mut emu = Emu::new();
+    for (c, n) in cases.iter().zip(r) {
+        let e = emu.run(c.code, c.init);
+        assert_eq!(
+            (e.end, e.rip, e.gpr[0] as u32),
+            (n.end, n.rip, n.gpr[0] as u32)
+        );
+        assert_eq!(e.data, n.data);
+    }
+}
+
+/// The 32-bit catalogue has every legacy mnemonic, 16-bit operand and
+/// 16-bit address forms, and no 64-bit-only form.
+#[test]
+fn catalogue_32_covers_legacy_forms() {
+    let cat = catalogue_for(32);
+    for m in LEGACY_MNEMONICS {
+        assert!(
+            cat.iter().any(|f| f.code.op_code().mnemonic() == *m),
+            "32-bit catalogue has no form of {m:?}"
+        );
+    }
+    for name in [
+        "Add_rm16_imm8",
+        "Inc_r32",
+        "Dec_r16",
+        "Aam_imm8",
+        "Bound_r16_m1616",
+        "Pushaw",
+        "Popad",
+        "Salc",
+        "Xlat_m8",
+        "Jcxz_rel8_32",
+        "rep(e) Movsd_m32_m32 a16",
+        "Retnd_imm16",
+    ] {
+        assert!(cat.iter().any(|f| f.name == name), "catalogue lacks {name}");
+    }
+    for gone in [
+        "Cmpxchg16b_m128",
+        "Movsxd_r32_rm32",
+        "Pushq_imm32",
+        "Jmp_rel8_16",
+    ] {
+        assert!(cat.iter().all(|f| f.name != gone), "{gone} in 32-bit code");
+    }
+}
+
+/// 32-bit sequences of the whole 32-bit catalogue, natively: every one
+/// ends at its final UD2 or with an exception made on purpose (#DE from
+/// DIV/AAM, #BR from BOUND, #OF from INTO).
+#[test]
+fn generator_sequences_behave_natively_32() {
+    let g = Generator::new(catalogue_for(32), false);
+    let seed = env_u64("CJEMU_ORACLE_SEED").unwrap_or(DEFAULT_SEED) ^ 0x3232;
+    let cases: Vec<Case> = (0..1000).map(|k| g.case(case_seed(seed, k))).collect();
+    let mut bad = Vec::new();
+    let mut used_16bit_addr = false;
+    for chunk in cases.chunks(BATCH) {
+        let nc: Vec<NativeCase> = chunk
+            .iter()
+            .map(|c| NativeCase {
+                code: &c.code,
+                init: &c.init,
+            })
+            .collect();
+        let b = run_batch(&nc);
+        assert!(b.failure.is_none(), "{:?}", b.failure);
+        for (c, r) in chunk.iter().zip(&b.results) {
+            let last = c.undef_at.last().unwrap().0;
+            used_16bit_addr |= decode_bits(&c.code, 32).iter().any(|i| {
+                i.memory_base().is_gpr16() && i.segment_prefix() == iced_x86::Register::GS
+            });
+            let ok = match r.end {
+                End::Exception { vector: 6, .. } => r.rip == last,
+                End::Exception {
+                    vector: 0 | 4 | 5, ..
+                } => true,
+                _ => false,
+            };
+            if !ok && bad.len() < 5 {
+                bad.push(format!(
+                    "seed {:#x}: native end {} at {:#x}\n{}",
+                    c.seed,
+                    end_name(r.end),
+                    r.rip,
+                    disassembly(c)
+                ));
+            }
+        }
+    }
+    assert!(used_16bit_addr, "no 16-bit addressing generated");
+    assert!(
+        bad.is_empty(),
+        "unexpected native ends:\n{}",
+        bad.join("\n")
+    );
 }

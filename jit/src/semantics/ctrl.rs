@@ -8,25 +8,25 @@ use crate::exception::Exception;
 use crate::flags::Cond;
 use crate::interp::Interp;
 use crate::state::{exit_req, Gpr};
-use iced_x86::{Instruction, Mnemonic, OpKind};
+use iced_x86::{Code, Instruction, Mnemonic, OpKind};
 
 /// Width of the return address a near CALL pushes / RET pops.
 fn branch_width<E: Emitter>(e: &E, i: &Instruction) -> Width {
     if e.bitness() == 64 {
         return Width::Q;
     }
+    // RET / RET imm16 (no operand, or an immediate that is not the
+    // return address): the operand size, which 66 flips.
+    match i.code() {
+        Code::Retnw | Code::Retnw_imm16 => return Width::W,
+        Code::Retnd | Code::Retnd_imm16 => return Width::D,
+        _ => {}
+    }
     match i.op0_kind() {
         OpKind::NearBranch16 => Width::W,
         OpKind::NearBranch32 => Width::D,
         OpKind::Register | OpKind::Memory => operand::op_width(i, 0),
-        // RET / RET imm16: operand size of the code.
-        _ => {
-            if i.code_size() == iced_x86::CodeSize::Code16 {
-                Width::W
-            } else {
-                Width::D
-            }
-        }
+        _ => Width::D,
     }
 }
 

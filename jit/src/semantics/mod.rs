@@ -19,6 +19,7 @@ pub mod convert;
 pub mod ctrl;
 pub mod data;
 pub mod flagops;
+pub mod legacy;
 pub mod misc;
 pub mod muldiv;
 pub mod operand;
@@ -68,6 +69,7 @@ pub fn lookup<E: Emitter>(i: &Instruction) -> Option<Sem<E>> {
         .or_else(|| misc::lookup(i))
         .or_else(|| system::lookup(i))
         .or_else(|| segment::lookup(i))
+        .or_else(|| legacy::lookup(i))
         .or_else(|| x87::lookup(i))
         .or_else(|| sse::lookup(i))
 }

@@ -479,6 +479,18 @@ fn soft_int(cx: &mut Interp, insn: &Insn, vector: u8, kind: EventKind) -> SemRes
         error_code: None,
     };
     let next = insn.next_ip();
+    if cx.exceptions_exit {
+        // The embedder takes events itself: report the interrupt as a
+        // trap (it retired, RIP after it) instead of delivering it.
+        cx.cpu.rip = crate::interp::mask_ip(next, cx.bitness());
+        cx.retire_extra(1);
+        return fault(Exception {
+            vector,
+            has_error_code: false,
+            error_code: 0,
+            address: 0,
+        });
+    }
     interrupt::deliver(cx, ev, next).map_err(Stop::Fault)?;
     let rip = cx.cpu.rip;
     cx.far_jump(rip);

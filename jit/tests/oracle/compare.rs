@@ -3,7 +3,7 @@
 //! of each instruction, the initial state, how each side ended and every
 //! differing register, flag and byte.
 
-use super::gen::{decode, Case, Undef};
+use super::gen::{decode_bits, Case, Undef};
 use super::{fl, End, Final, DATA, GPR_NAMES};
 use iced_x86::{Formatter, IntelFormatter};
 use std::fmt::Write;
@@ -27,11 +27,18 @@ pub fn compare(case: &Case, native: &Final, emu: &Final) -> Option<String> {
             native.rip, emu.rip
         );
     }
-    for (n, name) in GPR_NAMES.iter().enumerate() {
+    // 32-bit code: EAX..EDI, low halves (the upper ones are undefined
+    // after compatibility mode, R8–R15 unreachable).
+    let (nregs, rmask) = if case.init.bits == 32 {
+        (8, 0xffff_ffff)
+    } else {
+        (16, u64::MAX)
+    };
+    for (n, name) in GPR_NAMES.iter().enumerate().take(nregs) {
         if undef.regs & (1 << n) != 0 {
             continue;
         }
-        if native.gpr[n] != emu.gpr[n] {
+        if (native.gpr[n] ^ emu.gpr[n]) & rmask != 0 {
             let _ = writeln!(
                 diffs,
                 "  {name}: native {:#018x}, emulator {:#018x} (initial {:#018x}, xor {:#x})",
@@ -136,7 +143,7 @@ pub fn disassembly(case: &Case) -> String {
     let mut f = IntelFormatter::new();
     f.options_mut().set_first_operand_char_index(8);
     let mut out = String::new();
-    for (n, i) in decode(&case.code).iter().enumerate() {
+    for (n, i) in decode_bits(&case.code, case.init.bits).iter().enumerate() {
         let mut text = String::new();
         f.format(i, &mut text);
         let start = (i.ip() - super::CODE) as usize;

@@ -4,7 +4,7 @@
 
 use super::{End, Final, InitState, CODE, CODE_SIZE, DATA, DATA_SIZE, UD2};
 use cjemu_jit::memory::GuestPhysAddr;
-use cjemu_jit::state::CpuState;
+use cjemu_jit::state::{seg_attr, CpuState};
 use cjemu_jit::{Engine, Exit, Seg};
 
 /// Guest RAM: covers the code page and the data region. Lazily allocated.
@@ -52,6 +52,14 @@ impl Emu {
         cpu.set_rflags(init.rflags);
         cpu.seg[Seg::Fs as usize].base = init.fs_base;
         cpu.seg[Seg::Gs as usize].base = init.gs_base;
+        if init.bits == 32 {
+            // Compatibility mode as the native child runs it: a 32-bit
+            // code segment, ES and GS based at the data region.
+            let cs = &mut cpu.seg[Seg::Cs as usize];
+            cs.attrs = (cs.attrs & !seg_attr::L) | seg_attr::DB;
+            cpu.seg[Seg::Es as usize].base = DATA;
+            cpu.seg[Seg::Gs as usize].base = DATA;
+        }
         e.flush_tlb();
         let end = match e.run(BUDGET) {
             Exit::Exception(x) => End::Exception {

@@ -47,7 +47,17 @@ pub const MNEMONICS: &[Mnemonic] = {
         Jg, Loop, Loope, Loopne, Jrcxz, Jecxz, Enter, Leave, Cbw, Cwde, Cdqe, Cwd, Cdq, Cqo, Lahf,
         Sahf, Pushf, Pushfq, Popf, Popfq, Clc, Stc, Cmc, Cld, Std, Nop, Endbr64, Pause, Lfence,
         Mfence, Sfence, Movsb, Movsw, Movsd, Movsq, Stosb, Stosw, Stosd, Stosq, Lodsb, Lodsw,
-        Lodsd, Lodsq, Cmpsb, Cmpsw, Cmpsd, Cmpsq, Scasb, Scasw, Scasd, Scasq,
+        Lodsd, Lodsq, Cmpsb, Cmpsw, Cmpsd, Cmpsq, Scasb, Scasw, Scasd, Scasq, Xlatb,
+    ]
+};
+
+/// Legacy instructions of 16/32-bit code, added to [`MNEMONICS`] in the
+/// 32-bit catalogue (plus PUSHFD/POPFD and JCXZ, which 64-bit mode lacks).
+pub const LEGACY_MNEMONICS: &[Mnemonic] = {
+    use Mnemonic::*;
+    &[
+        Pusha, Pushad, Popa, Popad, Aaa, Aas, Daa, Das, Aam, Aad, Bound, Into, Salc, Xlatb, Arpl,
+        Pushfd, Popfd, Jcxz,
     ]
 };
 
@@ -60,6 +70,8 @@ pub struct Form {
     /// Address size of a string form (64 or 32).
     pub addr: u32,
     pub name: String,
+    /// Code size the form is generated for (64 or 32).
+    pub bits: u32,
 }
 
 /// Operand kinds the generator can fill.
@@ -96,6 +108,9 @@ fn fillable(k: K) -> bool {
             | K::imm64
             | K::br64_1
             | K::br64_4
+            | K::br32_1
+            | K::br32_4
+            | K::seg_rBX_al
             | K::mem
             | K::mem_offs
             | K::seg_rSI
@@ -156,15 +171,46 @@ fn excluded(code: Code) -> Option<&'static str> {
 
 /// The catalogue: every 64-bit form of every mnemonic in [`MNEMONICS`].
 pub fn catalogue() -> Vec<Form> {
+    catalogue_for(64)
+}
+
+/// Why a 32-bit encoding is left out, if it is (beyond [`excluded`]).
+fn excluded32(code: Code) -> Option<&'static str> {
+    let op = code.op_code();
+    let m = op.mnemonic();
+    let branch = op
+        .op_kinds()
+        .iter()
+        .any(|k| matches!(k, K::br16_1 | K::br16_2))
+        || (matches!(m, Mnemonic::Call | Mnemonic::Jmp | Mnemonic::Ret) && op.operand_size() == 16);
+    if branch {
+        // Truncates EIP to 16 bits: far outside the code page (covered by
+        // tests/legacy_modes.rs).
+        return Some("o16 near branch");
+    }
+    if format!("{code:?}").starts_with("Cmpxchg486") {
+        return Some("early-486 CMPXCHG opcode (#UD on later CPUs)");
+    }
+    None
+}
+
+/// The catalogue of `bits`-bit code (64, or 32 for compatibility mode:
+/// [`MNEMONICS`] and [`LEGACY_MNEMONICS`], every encoding iced has for
+/// 32-bit code, including 66- and 67-prefixed ones).
+pub fn catalogue_for(bits: u32) -> Vec<Form> {
     let mut out = Vec::new();
     for code in Code::values() {
         let op = code.op_code();
+        let mode_ok = if bits == 64 { op.mode64() } else { op.mode32() };
+        let wanted = MNEMONICS.contains(&op.mnemonic())
+            || (bits == 32 && LEGACY_MNEMONICS.contains(&op.mnemonic()));
         if !op.is_instruction()
-            || !op.mode64()
+            || !mode_ok
             || !matches!(op.encoding(), EncodingKind::Legacy | EncodingKind::VEX)
-            || !MNEMONICS.contains(&op.mnemonic())
+            || !wanted
             || !op.op_kinds().iter().all(|&k| fillable(k))
             || excluded(code).is_some()
+            || (bits == 32 && excluded32(code).is_some())
         {
             continue;
         }
@@ -190,7 +236,8 @@ pub fn catalogue() -> Vec<Form> {
                 &[RepPrefixKind::None, RepPrefixKind::Repe]
             };
             for &rep in reps {
-                for addr in [64, 32] {
+                let addrs: &[u32] = if bits == 64 { &[64, 32] } else { &[32, 16] };
+                for &addr in addrs {
                     let r = match rep {
                         RepPrefixKind::None => "",
                         RepPrefixKind::Repe => "rep(e) ",
@@ -201,6 +248,7 @@ pub fn catalogue() -> Vec<Form> {
                         rep,
                         addr,
                         name: format!("{r}{code:?} a{addr}"),
+                        bits,
                     });
                 }
             }
@@ -208,8 +256,9 @@ pub fn catalogue() -> Vec<Form> {
             out.push(Form {
                 code,
                 rep: RepPrefixKind::None,
-                addr: 64,
+                addr: bits,
                 name: format!("{code:?}"),
+                bits,
             });
         }
     }
@@ -219,7 +268,7 @@ pub fn catalogue() -> Vec<Form> {
 /// A representative instruction of a form, for the implementation check.
 pub fn sample(f: &Form) -> Instruction {
     let mut rng = Rng::new(1);
-    let mut b = Builder::new(&mut rng, &[], 1, Regs::fixed(), false);
+    let mut b = Builder::new(&mut rng, &[], 1, Regs::fixed(f.bits), false);
     b.make_sample(f)
 }
 
@@ -276,23 +325,28 @@ struct Regs {
     b: usize,
     /// Index register (value 0..0x40).
     i: usize,
-    /// 32-bit base register (garbage above bit 31).
+    /// 32-bit base register (garbage above bit 31); in 32-bit code there is
+    /// none (it equals `i`).
     a: usize,
     gpr: [u64; 16],
+    /// Code size (64 or 32).
+    bits: u32,
 }
 
 impl Regs {
-    fn fixed() -> Regs {
+    fn fixed(bits: u32) -> Regs {
         let mut gpr = [0; 16];
         gpr[3] = MEM_CENTRE;
         gpr[5] = 0x10;
         gpr[12] = 0xdead_0000_0000_0000 | MEM_CENTRE;
         gpr[4] = STACK_TOP;
+        let i = if bits == 32 { 6 } else { 5 };
         Regs {
             b: 3,
-            i: 5,
-            a: 12,
+            i,
+            a: if bits == 32 { i } else { 12 },
             gpr,
+            bits,
         }
     }
 }
@@ -325,6 +379,12 @@ const R8: [Register; 20] = {
         AL, CL, DL, BL, SPL, BPL, SIL, DIL, R8L, R9L, R10L, R11L, R12L, R13L, R14L, R15L, AH, CH,
         DH, BH,
     ]
+};
+
+/// The byte registers 32-bit code can name.
+const R8_LEGACY: [Register; 8] = {
+    use Register::*;
+    [AL, CL, DL, BL, AH, CH, DH, BH]
 };
 
 /// A GPR of `bits` bits by encoding number.
@@ -381,6 +441,9 @@ struct Fx {
     /// The instruction changes no flag (a REP string instruction with
     /// RCX = 0).
     keeps_flags: bool,
+    /// The instruction writes reserved registers, but with the values they
+    /// already have (POPA right after PUSHA).
+    restores: bool,
 }
 
 /// Fake instruction addresses used as labels by the block encoder: form
@@ -458,7 +521,21 @@ fn moves_stack(m: Mnemonic) -> bool {
     use Mnemonic::*;
     matches!(
         m,
-        Push | Pop | Pushf | Pushfq | Popf | Popfq | Call | Ret | Enter | Leave
+        Push | Pop
+            | Pushf
+            | Pushfq
+            | Pushfd
+            | Popf
+            | Popfq
+            | Popfd
+            | Call
+            | Ret
+            | Enter
+            | Leave
+            | Pusha
+            | Pushad
+            | Popa
+            | Popad
     )
 }
 
@@ -502,6 +579,11 @@ struct Builder<'r> {
     factory: InstructionInfoFactory,
     encoder: Encoder,
     form_name: String,
+    /// Code size (64 or 32).
+    bits: u32,
+    /// 32-bit code: `mov r32, label` placeholders (instruction index,
+    /// label) patched with the real address after encoding.
+    fixups: Vec<(usize, u64)>,
 }
 
 impl<'r> Builder<'r> {
@@ -534,8 +616,10 @@ impl<'r> Builder<'r> {
             gs_base: 0,
             only_implemented,
             factory: InstructionInfoFactory::new(),
-            encoder: Encoder::new(64),
+            encoder: Encoder::new(regs.bits),
             form_name: String::new(),
+            bits: regs.bits,
+            fixups: Vec::new(),
         }
     }
 
@@ -554,6 +638,7 @@ impl<'r> Builder<'r> {
     fn restore(&mut self, s: (Snapshot, usize)) {
         let (s, k) = s;
         self.ins.truncate(s.len);
+        self.fixups.retain(|&(n, _)| n < s.len);
         self.fxs.truncate(s.len);
         self.before.truncate(s.len);
         self.form_of.truncate(s.len);
@@ -567,7 +652,12 @@ impl<'r> Builder<'r> {
     /// appended) if it breaks one.
     fn emit(&mut self, mut ins: Instruction, fx: Fx) -> bool {
         ins.set_ip(label(self.j, self.k));
-        let branch = (0..ins.op_count()).any(|n| ins.op_kind(n) == OpKind::NearBranch64);
+        let branch = (0..ins.op_count()).any(|n| {
+            matches!(
+                ins.op_kind(n),
+                OpKind::NearBranch64 | OpKind::NearBranch32 | OpKind::NearBranch16
+            )
+        });
         if !branch {
             let ok = self.encoder.encode(&ins, CODE).is_ok();
             // The encoder appends to its buffer: drop the bytes.
@@ -597,7 +687,7 @@ impl<'r> Builder<'r> {
                 return false;
             }
             if is_write(a) {
-                if (self.reserved | self.extra) & bit != 0 {
+                if (self.reserved | self.extra) & bit != 0 && !fx.restores {
                     return false;
                 }
                 if n == 4 && !moves_stack(m) {
@@ -646,17 +736,37 @@ impl<'r> Builder<'r> {
     }
 
     fn random_reg(&mut self, bits: u32) -> Register {
-        if bits == 8 {
+        if bits == 8 && self.bits == 32 {
+            *self.rng.pick(&R8_LEGACY)
+        } else if bits == 8 {
             *self.rng.pick(&R8)
         } else {
-            gpr(self.rng.below(16) as usize, bits)
+            gpr(self.rng.below(self.nregs()) as usize, bits)
+        }
+    }
+
+    /// Number of GPRs the code can name.
+    fn nregs(&self) -> u64 {
+        if self.bits == 32 {
+            8
+        } else {
+            16
+        }
+    }
+
+    /// Register `n` at the address size of the code.
+    fn areg(&self, n: usize) -> Register {
+        if self.bits == 32 {
+            R32[n]
+        } else {
+            R64[n]
         }
     }
 
     /// A free (not reserved, not RSP) register number.
     fn scratch(&mut self) -> usize {
         loop {
-            let n = self.rng.below(16) as usize;
+            let n = self.rng.below(self.nregs()) as usize;
             if n != 4 && (self.reserved | self.extra) & (1 << n) == 0 {
                 return n;
             }
@@ -665,6 +775,14 @@ impl<'r> Builder<'r> {
 
     /// A segment override: usually none; FS/GS (based) or a null override.
     fn seg(&mut self) -> Register {
+        if self.bits == 32 {
+            // Only the flat segments: ES and GS have base DATA, FS is null.
+            return match self.rng.below(8) {
+                // (No CS: writes through it fault, reads are covered by 64-bit.)
+                0 => *self.rng.pick(&[Register::DS, Register::SS]),
+                _ => Register::None,
+            };
+        }
         match self.rng.below(16) {
             0 => {
                 self.uses_seg = true;
@@ -683,6 +801,9 @@ impl<'r> Builder<'r> {
 
     /// A memory operand that is accessed: it stays inside the data region.
     fn mem(&mut self) -> Mem {
+        if self.bits == 32 {
+            return self.mem32();
+        }
         let seg = self.seg();
         let b = self.regs.b;
         let i = self.regs.i;
@@ -781,8 +902,127 @@ impl<'r> Builder<'r> {
         }
     }
 
+    /// 32-bit code: an accessed memory operand inside the data region,
+    /// with 32-bit addressing (flat segments) or 16-bit addressing (a GS
+    /// override: GS has base DATA, and BX/BP hold the low half of the
+    /// base register, an offset into the data region).
+    fn mem32(&mut self) -> Mem {
+        let seg = self.seg();
+        let (b, i) = (self.regs.b, self.regs.i);
+        let disp = |rng: &mut Rng| -> (i64, u32) {
+            match rng.below(3) {
+                0 => (0, 0),
+                1 => (rng.range(-128, 127), 1),
+                _ => (rng.range(-0x600, 0x600), 4),
+            }
+        };
+        let scale = *self.rng.pick(&[1u32, 2, 4, 8]);
+        let target = |rng: &mut Rng| DATA + 0x800 + rng.below(0x1000);
+        let m = |base, index, scale, (disp, displ_size): (i64, u32), seg| Mem {
+            base,
+            index,
+            scale,
+            disp,
+            displ_size,
+            seg,
+        };
+        match self.rng.below(16) {
+            0..=5 => m(R32[b], Register::None, 1, disp(self.rng), seg),
+            6..=8 => m(R32[b], R32[i], scale, disp(self.rng), seg),
+            9..=10 => {
+                let d = self.rng.range(if self.in_body { 16 } else { 0 }, 0xff);
+                m(Register::ESP, Register::None, 1, (d, 1), seg)
+            }
+            11 => m(
+                Register::None,
+                Register::None,
+                1,
+                (target(self.rng) as i64, 4),
+                seg,
+            ),
+            12 => m(
+                Register::None,
+                R32[i],
+                scale,
+                (target(self.rng) as i64, 4),
+                seg,
+            ),
+            _ => {
+                // 16-bit addressing: [bx|bp] + [si|di] + disp16. The
+                // index register qualifies only if it is SI or DI.
+                let (d, s) = disp(self.rng);
+                let s = if s == 4 { 2 } else { s };
+                let idx = if matches!(i, 6 | 7) && self.rng.chance(1, 2) {
+                    R16[i]
+                } else {
+                    Register::None
+                };
+                m(R16[b], idx, 1, (d, s), Register::GS)
+            }
+        }
+    }
+
+    /// 32-bit code: an unaccessed memory operand (LEA, NOP r/m), 32- or
+    /// 16-bit addressing with any registers.
+    fn mem_any32(&mut self) -> Mem {
+        if self.rng.chance(1, 4) {
+            let bases = [Register::BX, Register::BP, Register::SI, Register::DI];
+            let base = *self.rng.pick(&bases);
+            let index = match base {
+                Register::BX | Register::BP if self.rng.chance(1, 2) => {
+                    *self.rng.pick(&[Register::SI, Register::DI])
+                }
+                _ => Register::None,
+            };
+            let (disp, s) = match self.rng.below(3) {
+                0 => (0, 0),
+                1 => (self.rng.range(-128, 127), 1),
+                _ => (self.rng.next() as u16 as i64, 2),
+            };
+            return Mem {
+                base,
+                index,
+                scale: 1,
+                disp,
+                displ_size: s,
+                seg: Register::None,
+            };
+        }
+        let base = if self.rng.chance(1, 8) {
+            Register::None
+        } else {
+            R32[self.rng.below(8) as usize]
+        };
+        let index = if self.rng.chance(1, 3) {
+            Register::None
+        } else {
+            loop {
+                let n = self.rng.below(8) as usize;
+                if n != 4 {
+                    break R32[n];
+                }
+            }
+        };
+        let (disp, s) = match self.rng.below(3) {
+            0 if base != Register::None => (0, 0),
+            1 if base != Register::None => (self.rng.range(-128, 127), 1),
+            _ => (self.rng.next() as i32 as i64, 4),
+        };
+        Mem {
+            base,
+            index,
+            scale: *self.rng.pick(&[1u32, 2, 4, 8]),
+            disp,
+            displ_size: s,
+            seg: Register::None,
+        }
+    }
+
     /// A memory operand that is never accessed (LEA, NOP r/m): anything.
     fn mem_any(&mut self) -> Mem {
+        if self.bits == 32 {
+            return self.mem_any32();
+        }
         let addr32 = self.rng.chance(1, 4);
         let regs = if addr32 { &R32 } else { &R64 };
         if self.rng.chance(1, 8) {
@@ -875,6 +1115,20 @@ impl<'r> Builder<'r> {
                 K::rax => Op::R(Register::RAX),
                 K::mem if unaccessed => Op::M(self.mem_any()),
                 K::mem => Op::M(self.mem()),
+                K::mem_offs if self.bits == 32 => {
+                    // A 32-bit absolute address, or (67) a 16-bit offset
+                    // into the data region through GS.
+                    let off = 0x800 + self.rng.below(0x1000);
+                    let wide = self.rng.chance(1, 2);
+                    Op::M(Mem {
+                        base: Register::None,
+                        index: Register::None,
+                        scale: 1,
+                        disp: if wide { DATA + off } else { off } as i64,
+                        displ_size: if wide { 4 } else { 2 },
+                        seg: if wide { Register::None } else { Register::GS },
+                    })
+                }
                 K::mem_offs => {
                     let a = DATA + 0x800 + self.rng.below(0x1000);
                     let s = if self.rng.chance(1, 4) { 4 } else { 8 };
@@ -887,7 +1141,7 @@ impl<'r> Builder<'r> {
                         seg: Register::None,
                     })
                 }
-                K::br64_1 | K::br64_4 => Op::B(0),
+                K::br64_1 | K::br64_4 | K::br32_1 | K::br32_4 => Op::B(0),
                 _ => Op::I(self.imm(k)),
             })
             .collect()
@@ -911,11 +1165,12 @@ impl<'r> Builder<'r> {
                     // size: 8 for a 32-bit displacement with 64-bit
                     // registers.
                     let wide = m.base.is_gpr64() || m.index.is_gpr64() || m.base == Register::RIP;
+                    let narrow = m.base.is_gpr16() || m.index.is_gpr16();
                     let m = Mem {
-                        displ_size: if m.displ_size == 4 && wide {
-                            8
-                        } else {
-                            m.displ_size
+                        displ_size: match m.displ_size {
+                            4 if wide => 8,
+                            4 if narrow => 2,
+                            s => s,
                         },
                         ..m
                     };
@@ -943,10 +1198,16 @@ impl<'r> Builder<'r> {
                     ins.try_set_immediate_u64(n, v).ok()?;
                     imm_seen = true;
                 }
-                Op::B(t) => {
-                    ins.set_op_kind(n, OpKind::NearBranch64);
-                    ins.set_near_branch64(t);
-                }
+                Op::B(t) => match self.bits {
+                    64 => {
+                        ins.set_op_kind(n, OpKind::NearBranch64);
+                        ins.set_near_branch64(t);
+                    }
+                    _ => {
+                        ins.set_op_kind(n, OpKind::NearBranch32);
+                        ins.set_near_branch32(t as u32);
+                    }
+                },
             }
         }
         Some(ins)
@@ -962,6 +1223,13 @@ impl<'r> Builder<'r> {
 
     /// `mov r64, imm64`.
     fn set_reg(&mut self, n: usize, v: u64) -> bool {
+        if self.bits == 32 {
+            return self.put(
+                Code::Mov_r32_imm32,
+                &[Op::R(R32[n]), Op::I(v & 0xffff_ffff)],
+                Fx::default(),
+            );
+        }
         self.put(
             Code::Mov_r64_imm64,
             &[Op::R(R64[n]), Op::I(v)],
@@ -995,6 +1263,17 @@ impl<'r> Builder<'r> {
     fn make_sample(&mut self, f: &Form) -> Instruction {
         if is_string(f.code.op_code().mnemonic()) {
             return string_insn(f, Register::None).expect("string form");
+        }
+        if f.code.op_code().mnemonic() == Mnemonic::Xlatb {
+            return xlat_insn(
+                f.code,
+                if f.bits == 64 {
+                    Register::RBX
+                } else {
+                    Register::EBX
+                },
+                Register::None,
+            );
         }
         for _ in 0..100 {
             let ops = self.random_ops(f.code);
@@ -1214,7 +1493,7 @@ impl<'r> Builder<'r> {
         if wide && self.in_body {
             return false;
         }
-        let bval = self.regs.gpr[self.regs.b];
+        let bval = self.regs.gpr[self.regs.b] & if self.bits == 32 { 0xffff_ffff } else { !0 };
         let mut ea = (bval & !15) as i64 + self.rng.range(-32, 32) * 16;
         if wide && self.rng.chance(1, 10) {
             ea += 8;
@@ -1222,7 +1501,7 @@ impl<'r> Builder<'r> {
             ea += 8 * self.rng.below(2) as i64;
         }
         let m = Mem {
-            base: R64[self.regs.b],
+            base: self.areg(self.regs.b),
             index: Register::None,
             scale: 1,
             disp: ea - bval as i64,
@@ -1260,13 +1539,15 @@ impl<'r> Builder<'r> {
     fn t_popf(&mut self, code: Code) -> bool {
         let v = (self.rng.next() & (fl::STATUS | fl::DF)) | fl::IF | fl::FIXED1;
         let word = code == Code::Popfw;
+        let (pushf, push_imm) = match (word, self.bits) {
+            (true, _) => (Code::Pushfw, Code::Push_imm16),
+            (false, 32) => (Code::Pushfd, Code::Pushd_imm32),
+            _ => (Code::Pushfq, Code::Pushq_imm32),
+        };
         let ok = if self.rng.chance(1, 3) {
-            let push = if word { Code::Pushfw } else { Code::Pushfq };
-            self.put(push, &[], Fx::default())
-        } else if word {
-            self.put(Code::Push_imm16, &[Op::I(v)], Fx::default())
+            self.put(pushf, &[], Fx::default())
         } else {
-            self.put(Code::Pushq_imm32, &[Op::I(v)], Fx::default())
+            self.put(push_imm, &[Op::I(v)], Fx::default())
         };
         ok && self.put(code, &[], Fx::default())
     }
@@ -1274,12 +1555,14 @@ impl<'r> Builder<'r> {
     /// `lea rbp, [rsp + k]`: a frame pointer inside the stack.
     fn frame_pointer(&mut self) -> bool {
         let k = self.rng.range(0, 16) * 8;
+        let (lea, bp, sp) = if self.bits == 32 {
+            (Code::Lea_r32_m, Register::EBP, Register::ESP)
+        } else {
+            (Code::Lea_r64_m, Register::RBP, Register::RSP)
+        };
         self.put(
-            Code::Lea_r64_m,
-            &[
-                Op::R(Register::RBP),
-                Op::M(Mem::base_disp(Register::RSP, k)),
-            ],
+            lea,
+            &[Op::R(bp), Op::M(Mem::base_disp(sp, k))],
             Fx::default(),
         )
     }
@@ -1312,10 +1595,10 @@ impl<'r> Builder<'r> {
             if !ok {
                 return false;
             }
-            let leave = if code == Code::Enterw_imm16_imm8 {
-                Code::Leavew
-            } else {
-                Code::Leaveq
+            let leave = match (code, self.bits) {
+                (Code::Enterw_imm16_imm8, _) => Code::Leavew,
+                (_, 32) => Code::Leaved,
+                _ => Code::Leaveq,
             };
             return self.put(leave, &[], Fx::default());
         }
@@ -1363,6 +1646,20 @@ impl<'r> Builder<'r> {
     /// and return the register number.
     fn lea_label(&mut self, target: u64) -> Option<usize> {
         let n = self.scratch();
+        if self.bits == 32 {
+            // No EIP-relative LEA outside 64-bit mode: a MOV whose
+            // immediate is patched once the label's address is known.
+            let at = self.ins.len();
+            let ok = self.put(
+                Code::Mov_r32_imm32,
+                &[Op::R(R32[n]), Op::I(0)],
+                Fx::default(),
+            );
+            if ok {
+                self.fixups.push((at, target));
+            }
+            return ok.then_some(n);
+        }
         let m = Mem {
             base: Register::RIP,
             index: Register::None,
@@ -1386,16 +1683,18 @@ impl<'r> Builder<'r> {
     /// two (LEA, MOV) for a memory operand.
     fn indirect_via(&mut self, target: u64, via_mem: bool) -> Option<Op> {
         let n = self.lea_label(target)?;
+        let r = self.areg(n);
         if !via_mem {
-            return Some(Op::R(R64[n]));
+            return Some(Op::R(r));
         }
         let m = self.mem();
-        self.put(
-            Code::Mov_rm64_r64,
-            &[Op::M(m), Op::R(R64[n])],
-            Fx::default(),
-        )
-        .then_some(Op::M(m))
+        let mov = if self.bits == 32 {
+            Code::Mov_rm32_r32
+        } else {
+            Code::Mov_rm64_r64
+        };
+        self.put(mov, &[Op::M(m), Op::R(r)], Fx::default())
+            .then_some(Op::M(m))
     }
 
     /// `call L1; jmp L2; L1: body; ret; L2:` (the call direct or
@@ -1405,26 +1704,39 @@ impl<'r> Builder<'r> {
             return false;
         }
         let m = code.op_code().mnemonic();
+        let (calls, rets, call_rm) = if self.bits == 32 {
+            (
+                [Code::Call_rel32_32, Code::Call_rm32],
+                [Code::Retnd, Code::Retnd_imm16],
+                Code::Call_rm32,
+            )
+        } else {
+            (
+                [Code::Call_rel32_64, Code::Call_rm64],
+                [Code::Retnq, Code::Retnq_imm16],
+                Code::Call_rm64,
+            )
+        };
         let call = if m == Mnemonic::Call {
             code
         } else {
-            *self.rng.pick(&[Code::Call_rel32_64, Code::Call_rm64])
+            *self.rng.pick(&calls)
         };
         let ret = if m == Mnemonic::Ret {
             code
         } else {
-            *self.rng.pick(&[Code::Retnq, Code::Retnq_imm16])
+            *self.rng.pick(&rets)
         };
         // Indirect calls need their target before the call: the set-up
         // instructions come first, so the callee's label is counted after.
         let via_mem = self.rng.chance(1, 2);
-        let setup = match (call, via_mem) {
-            (Code::Call_rm64, false) => 1,
-            (Code::Call_rm64, true) => 2,
+        let setup = match (call == call_rm, via_mem) {
+            (true, false) => 1,
+            (true, true) => 2,
             _ => 0,
         };
         let l1 = label(self.j, self.k + setup + 2);
-        let target = if call == Code::Call_rm64 {
+        let target = if call == call_rm {
             match self.indirect_via(l1, via_mem) {
                 Some(op) => op,
                 None => return false,
@@ -1435,7 +1747,11 @@ impl<'r> Builder<'r> {
         if !self.put(call, &[target], Fx::default()) {
             return false;
         }
-        let skip = *self.rng.pick(&[Code::Jmp_rel8_64, Code::Jmp_rel32_64]);
+        let skip = if self.bits == 32 {
+            *self.rng.pick(&[Code::Jmp_rel8_32, Code::Jmp_rel32_32])
+        } else {
+            *self.rng.pick(&[Code::Jmp_rel8_64, Code::Jmp_rel32_64])
+        };
         let next = label(self.j + 1, 0);
         if !self.put(skip, &[Op::B(next)], Fx::default()) {
             return false;
@@ -1444,7 +1760,7 @@ impl<'r> Builder<'r> {
         if !self.body(2) {
             return false;
         }
-        let ops = if ret == Code::Retnq_imm16 {
+        let ops = if matches!(ret, Code::Retnq_imm16 | Code::Retnd_imm16) {
             vec![Op::I(self.rng.range(0, 4) as u64 * 8)]
         } else {
             vec![]
@@ -1462,13 +1778,14 @@ impl<'r> Builder<'r> {
             return false;
         }
         let t = self.target();
+        let indirect = matches!(code, Code::Jmp_rm64 | Code::Jmp_rm32);
         if code == Code::Jmp_rm64 && self.rng.chance(1, 16) {
             // A non-canonical target: #GP at the JMP itself.
             let n = self.scratch();
             let bad = (self.rng.next() | (1 << 62)) & !(1 << 63) & !0xfff;
             return self.set_reg(n, bad) && self.put(code, &[Op::R(R64[n])], Fx::default());
         }
-        let op = if code == Code::Jmp_rm64 {
+        let op = if indirect {
             match self.indirect(label(t, 0)) {
                 Some(op) => op,
                 None => return false,
@@ -1577,8 +1894,114 @@ impl<'r> Builder<'r> {
         ok
     }
 
+    /// 32-bit code: a string instruction with ESI/EDI (and ECX for REP)
+    /// set first. ES (the destination) has base DATA, so EDI is an offset
+    /// into the data region; the source is DS (flat) with 32-bit
+    /// addresses, GS (base DATA) with 16-bit ones. Above the address size
+    /// the registers hold garbage.
+    fn t_string32(&mut self, f: &Form) -> bool {
+        if (self.reserved | self.extra) & ((1 << 1) | (1 << 6) | (1 << 7)) != 0 {
+            return false;
+        }
+        let a16 = f.addr == 16;
+        let upper = |rng: &mut Rng| {
+            if a16 {
+                rng.next() & 0xffff_0000
+            } else {
+                0
+            }
+        };
+        let src_off = STR_AREA - DATA + 0x100 + self.rng.below(0x600);
+        let dst_off = STR_AREA - DATA + 0x100 + self.rng.below(0x600);
+        let src = if a16 { src_off } else { DATA + src_off };
+        let (u1, u2) = (upper(self.rng), upper(self.rng));
+        if !self.set_reg(6, src | u1) || !self.set_reg(7, dst_off | u2) {
+            return false;
+        }
+        let mut fx = Fx::default();
+        if f.rep != RepPrefixKind::None {
+            let n = if self.rng.chance(1, 8) {
+                0
+            } else {
+                1 + self.rng.below(16)
+            };
+            fx.keeps_flags = n == 0;
+            let u = upper(self.rng);
+            if !self.set_reg(1, n | u) {
+                return false;
+            }
+        }
+        let seg = if a16 { Register::GS } else { Register::None };
+        match string_insn(f, seg) {
+            Some(i) => self.emit(i, fx),
+            None => false,
+        }
+    }
+
+    /// XLAT: AL = [rBX + AL]. EBX is the base register (or is set to a
+    /// data pointer first); with a 67 prefix BX + AL is an offset into the
+    /// data region through GS.
+    fn t_xlat(&mut self, f: &Form) -> bool {
+        let a16 = self.bits == 32 && self.rng.chance(1, 2);
+        if self.regs.b != 3 {
+            if (self.reserved | self.extra) & (1 << 3) != 0 {
+                return false;
+            }
+            let v = MEM_CENTRE + self.rng.below(0x100);
+            if !self.set_reg(3, v) {
+                return false;
+            }
+        }
+        let (base, seg) = match (self.bits, a16) {
+            (64, _) => (Register::RBX, Register::None),
+            (_, true) => (Register::BX, Register::GS),
+            _ => (Register::EBX, self.seg()),
+        };
+        self.emit(xlat_insn(f.code, base, seg), Fx::default())
+    }
+
+    /// PUSHA/PUSHAD, sometimes a changed slot of a free register, then
+    /// POPA/POPAD of the same size (which restores the reserved registers
+    /// to the values they have).
+    fn t_popa(&mut self, code: Code) -> bool {
+        let word = code == Code::Popaw;
+        let push = if word { Code::Pushaw } else { Code::Pushad };
+        if !self.put(push, &[], Fx::default()) {
+            return false;
+        }
+        if self.rng.chance(1, 2) {
+            // Slot k (0 = EDI … 7 = EAX) holds register 7 - k.
+            let k = self.rng.below(8);
+            let r = 7 - k as usize;
+            if r == 4 || (self.reserved | self.extra) & (1 << r) != 0 {
+                return false;
+            }
+            let (code_mov, size, bits) = if word {
+                (Code::Mov_rm16_imm16, 2, 16)
+            } else {
+                (Code::Mov_rm32_imm32, 4, 32)
+            };
+            let v = self.rng.interesting(bits);
+            let m = Mem::base_disp(Register::ESP, k as i64 * size);
+            if !self.put(code_mov, &[Op::M(m), Op::I(v)], Fx::default()) {
+                return false;
+            }
+        }
+        self.put(
+            code,
+            &[],
+            Fx {
+                restores: true,
+                ..Fx::default()
+            },
+        )
+    }
+
     /// A string instruction with RSI/RDI (and RCX for REP) set first.
     fn t_string(&mut self, f: &Form) -> bool {
+        if self.bits == 32 {
+            return self.t_string32(f);
+        }
         if (self.reserved | self.extra) & ((1 << 1) | (1 << 6) | (1 << 7)) != 0 {
             return false;
         }
@@ -1641,14 +2064,20 @@ impl<'r> Builder<'r> {
             Bt | Bts | Btr | Btc => self.t_bt(code),
             Cmpxchg => self.t_cmpxchg(code),
             Cmpxchg8b | Cmpxchg16b => self.t_cmpxchg8b(code),
-            Popf | Popfq => self.t_popf(code),
+            Popf | Popfq | Popfd => self.t_popf(code),
+            Popa | Popad => self.t_popa(code),
+            Xlatb => self.t_xlat(f),
             Enter => self.t_enter(code),
             Leave => self.t_leave(code),
             Call | Ret => self.t_call(code),
             Jmp => self.t_jmp(code),
             Loop | Loope | Loopne if self.rng.chance(1, 2) => self.t_loop(code),
             Loop | Loope | Loopne | Jrcxz | Jecxz => self.t_cond_branch(code),
-            _ if op.op_kinds().contains(&K::br64_1) || op.op_kinds().contains(&K::br64_4) => {
+            _ if op
+                .op_kinds()
+                .iter()
+                .any(|k| matches!(k, K::br64_1 | K::br64_4 | K::br32_1 | K::br32_4)) =>
+            {
                 self.t_cond_branch(code)
             }
             Bswap if op.op_kind(0) == K::r16_opcode => self.t_generic(
@@ -1715,6 +2144,19 @@ fn dividend(rng: &mut Rng, w: u32, d: u64, signed: bool) -> (u64, u64) {
     (hi, lo)
 }
 
+/// XLAT with base register `base` (its size is the address size) and a
+/// segment override.
+fn xlat_insn(code: Code, base: Register, seg: Register) -> Instruction {
+    let mut i = Instruction::default();
+    i.set_code(code);
+    i.set_op0_kind(OpKind::Memory);
+    i.set_memory_base(base);
+    i.set_memory_index(Register::AL);
+    i.set_memory_index_scale(1);
+    i.set_segment_prefix(seg);
+    i
+}
+
 /// Build a string instruction of form `f` with a source segment override.
 fn string_insn(f: &Form, seg: Register) -> Option<Instruction> {
     use Code as C;
@@ -1754,11 +2196,23 @@ fn is_plain(f: &Form) -> bool {
     let m = op.mnemonic();
     !(op.op_kinds()
         .iter()
-        .any(|k| matches!(k, K::br64_1 | K::br64_4))
+        .any(|k| matches!(k, K::br64_1 | K::br64_4 | K::br32_1 | K::br32_4))
         || moves_stack(m)
         || matches!(
             m,
-            Call | Ret | Jmp | Div | Idiv | Cmpxchg16b | Enter | Leave | Loop | Loope | Loopne
+            Call | Ret
+                | Jmp
+                | Div
+                | Idiv
+                | Cmpxchg16b
+                | Enter
+                | Leave
+                | Loop
+                | Loope
+                | Loopne
+                | Aam
+                | Bound
+                | Into
         ))
 }
 
@@ -1767,6 +2221,8 @@ pub struct Generator {
     forms: Vec<Form>,
     plain: Vec<Form>,
     only_implemented: bool,
+    /// Code size of the forms (64 or 32).
+    bits: u32,
 }
 
 impl Generator {
@@ -1774,10 +2230,16 @@ impl Generator {
     /// the catalogue).
     pub fn new(forms: Vec<Form>, only_implemented: bool) -> Generator {
         let plain = forms.iter().filter(|f| is_plain(f)).cloned().collect();
+        let bits = forms.first().map_or(64, |f| f.bits);
+        assert!(
+            forms.iter().all(|f| f.bits == bits),
+            "forms of one code size"
+        );
         Generator {
             forms,
             plain,
             only_implemented,
+            bits,
         }
     }
 
@@ -1788,6 +2250,28 @@ impl Generator {
             if let Some(c) = self.try_case(&mut rng, seed) {
                 return c;
             }
+        }
+    }
+
+    /// 32-bit code: the base register is EBX or EBP (so its low half
+    /// serves 16-bit addressing too), the index register the other one of
+    /// those or ESI/EDI; values are 32-bit, R8–R15 zero (unreachable).
+    fn initial32(rng: &mut Rng) -> Regs {
+        let b = *rng.pick(&[3usize, 5]);
+        let i = *rng.pick(&[8 - b, 6, 7]);
+        let mut gpr = [0u64; 16];
+        for v in gpr.iter_mut().take(8) {
+            *v = rng.interesting(32);
+        }
+        gpr[b] = MEM_CENTRE + rng.below(0x100);
+        gpr[i] = rng.below(0x40);
+        gpr[4] = STACK_TOP - 4 * rng.below(8);
+        Regs {
+            b,
+            i,
+            a: i,
+            gpr,
+            bits: 32,
         }
     }
 
@@ -1803,11 +2287,21 @@ impl Generator {
         gpr[i] = rng.below(0x40);
         gpr[a] = (rng.next() << 32) | (MEM_CENTRE + rng.below(0x100));
         gpr[4] = STACK_TOP - 8 * rng.below(8);
-        Regs { b, i, a, gpr }
+        Regs {
+            b,
+            i,
+            a,
+            gpr,
+            bits: 64,
+        }
     }
 
     fn try_case(&self, rng: &mut Rng, seed: u64) -> Option<Case> {
-        let regs = Self::initial(rng);
+        let regs = if self.bits == 32 {
+            Self::initial32(rng)
+        } else {
+            Self::initial(rng)
+        };
         let nforms = 1 + rng.below(8) as usize;
         let mut b = Builder::new(rng, &self.plain, nforms, regs, self.only_implemented);
         // Never 0: natively a zero base would not be distinguishable from
@@ -1846,7 +2340,7 @@ impl Generator {
         // The block encoder turns EIP-relative operands into RIP-relative
         // ones: those instructions go in as placeholder bytes of the right
         // length and are encoded at their final address afterwards.
-        let mut enc64 = Encoder::new(64);
+        let mut enc64 = Encoder::new(self.bits);
         let mut raw = Vec::new();
         let mut block_ins = b.ins.clone();
         for (n, i) in block_ins.iter_mut().enumerate() {
@@ -1862,7 +2356,7 @@ impl Generator {
         let block = InstructionBlock::new(&block_ins, CODE);
         let opts = BlockEncoderOptions::DONT_FIX_BRANCHES
             | BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS;
-        let mut enc = BlockEncoder::encode(64, block, opts).ok()?;
+        let mut enc = BlockEncoder::encode(self.bits, block, opts).ok()?;
         if enc.code_buffer.len() > super::CODE_SIZE - 16 {
             return None;
         }
@@ -1871,6 +2365,13 @@ impl Generator {
             let len = enc64.encode(&i, CODE + off as u64).ok()?;
             let bytes = enc64.take_buffer();
             enc.code_buffer[off..off + len].copy_from_slice(&bytes[..len]);
+        }
+        // `mov r32, label` placeholders (5 bytes: B8+r imm32).
+        for &(n, target) in &b.fixups {
+            let t = b.ins.iter().position(|i| i.ip() == target)?;
+            let addr = CODE + enc.new_instruction_offsets[t] as u64;
+            let off = enc.new_instruction_offsets[n] as usize;
+            enc.code_buffer[off + 1..off + 5].copy_from_slice(&(addr as u32).to_le_bytes());
         }
         let undef_at = enc
             .new_instruction_offsets
@@ -1881,7 +2382,7 @@ impl Generator {
         let mut data = vec![0u8; DATA_SIZE];
         b.rng.fill(&mut data);
         let rflags = (b.rng.next() & (fl::STATUS | fl::DF)) | fl::IF | fl::FIXED1;
-        let (fs_base, gs_base) = if b.uses_seg {
+        let (fs_base, gs_base) = if b.uses_seg && self.bits == 64 {
             (b.fs_base, b.gs_base)
         } else {
             (0, 0)
@@ -1895,6 +2396,7 @@ impl Generator {
                 fs_base,
                 gs_base,
                 data,
+                bits: self.bits,
             },
             undef_at,
             form_of: b.form_of,
@@ -1903,9 +2405,15 @@ impl Generator {
     }
 }
 
-/// Decode `code` at [`CODE`] (for messages and the implementation check).
+/// Decode 64-bit `code` at [`CODE`] (for messages and the implementation
+/// check).
 pub fn decode(code: &[u8]) -> Vec<Instruction> {
-    let mut d = Decoder::with_ip(64, code, CODE, DecoderOptions::NONE);
+    decode_bits(code, 64)
+}
+
+/// Decode `bits`-bit `code` at [`CODE`].
+pub fn decode_bits(code: &[u8], bits: u32) -> Vec<Instruction> {
+    let mut d = Decoder::with_ip(bits, code, CODE, DecoderOptions::NONE);
     let mut out = Vec::new();
     while d.can_decode() {
         out.push(d.decode());

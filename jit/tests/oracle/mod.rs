@@ -208,6 +208,9 @@ pub struct InitState {
     pub gs_base: u64,
     /// The whole data region.
     pub data: Vec<u8>,
+    /// Code size: 64, or 32 (compatibility mode: CS 0x23 natively; ES and
+    /// GS have base [`DATA`], the other segments are flat).
+    pub bits: u32,
 }
 
 /// How a run (native or emulated) ended.

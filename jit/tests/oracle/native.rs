@@ -12,6 +12,15 @@
 //! alternate stack: the case's RSP points into the data region, and a
 //! signal frame there would clobber the bytes being compared.
 //!
+//! 32-bit cases (`InitState::bits == 32`) run in compatibility mode: the
+//! SIGUSR1 handler also puts the user 32-bit code selector (0x23) in the
+//! context's CS, so the signal return enters a 32-bit code segment, and
+//! loads DS with the flat user data selector and ES and GS with an LDT
+//! data segment based at [`DATA`] (64-bit processes run with null DS/ES,
+//! which 32-bit code cannot use). The fault that ends the case arrives in
+//! the (64-bit) handler like any other; restoring the saved context
+//! restores CS = 0x33.
+//!
 //! Results go to a MAP_SHARED region the parent reads after `waitpid`. An
 //! endless loop is cut by an ITIMER_VIRTUAL tick counter; a child that
 //! dies or hangs is reported, never waited for forever.
@@ -59,12 +68,61 @@ struct Header {
     /// Number of cases finished.
     done: u64,
     /// errno of a failed set-up step, and which step (1 mmap code, 2 mmap
-    /// data, 3 sigaltstack, 4 sigaction, 5 setitimer).
+    /// data, 3 sigaltstack, 4 sigaction, 5 setitimer, 6 modify_ldt).
     setup_errno: u64,
     setup_step: u64,
     /// RIP of a fault in the harness itself (not in a case).
     harness_fault_rip: u64,
     harness_fault_sig: u64,
+}
+
+/// Linux's 64- and 32-bit user code selectors and user data selector.
+const USER32_CS: u16 = 0x23;
+const USER_DS: u16 = 0x2b;
+/// LDT entry 0, RPL 3: the data segment based at [`DATA`].
+const LDT_DATA_SEL: u16 = 0x7;
+
+/// `struct user_desc` of modify_ldt(2).
+#[repr(C)]
+struct UserDesc {
+    entry_number: u32,
+    base_addr: u32,
+    limit: u32,
+    /// seg_32bit:1 contents:2 read_exec_only:1 limit_in_pages:1
+    /// seg_not_present:1 useable:1 lm:1.
+    flags: u32,
+}
+
+/// Install LDT entry 0: a writable 32-bit data segment at [`DATA`], 4 GiB
+/// limit.
+unsafe fn install_ldt() -> bool {
+    let d = UserDesc {
+        entry_number: 0,
+        base_addr: DATA as u32,
+        limit: 0xfffff,
+        // seg_32bit | limit_in_pages | useable
+        flags: 1 | (1 << 4) | (1 << 6),
+    };
+    libc::syscall(
+        libc::SYS_modify_ldt,
+        1,
+        &d as *const UserDesc,
+        std::mem::size_of::<UserDesc>(),
+    ) == 0
+}
+
+/// Load DS, ES and GS (the handler runs in 64-bit mode, where DS and ES
+/// are ignored and GS's base comes from the descriptor).
+unsafe fn load_data_segs(ds: u16, es: u16, gs: u16) {
+    std::arch::asm!(
+        "mov ds, {0:x}",
+        "mov es, {1:x}",
+        "mov gs, {2:x}",
+        in(reg) ds,
+        in(reg) es,
+        in(reg) gs,
+        options(nostack, preserves_flags)
+    );
 }
 
 /// `gregs` index of each GPR in encoding order (RAX, RCX, …, R15).
@@ -114,6 +172,8 @@ struct HandlerState {
     gpr: [u64; 16],
     rflags: u64,
     set_segs: bool,
+    /// The case is 32-bit code.
+    compat: bool,
     fs_base: u64,
     gs_base: u64,
     host_fs: u64,
@@ -135,6 +195,7 @@ static G: Global = Global(UnsafeCell::new(HandlerState {
     gpr: [0; 16],
     rflags: 0,
     set_segs: false,
+    compat: false,
     fs_base: 0,
     gs_base: 0,
     host_fs: 0,
@@ -178,6 +239,11 @@ extern "C" fn on_enter(_sig: c_int, _info: *mut siginfo_t, ctx: *mut c_void) {
         libc::sigemptyset(&mut uc.uc_sigmask);
         st.ticks = 0;
         st.in_case = true;
+        if st.compat {
+            let csgsfs = &mut g[libc::REG_CSGSFS as usize];
+            *csgsfs = (*csgsfs & !0xffff) | i64::from(USER32_CS);
+            load_data_segs(USER_DS, LDT_DATA_SEL, LDT_DATA_SEL);
+        }
         if st.set_segs {
             // No TLS access may happen from here until the return.
             arch_prctl(ARCH_SET_GS, st.gs_base);
@@ -212,6 +278,10 @@ extern "C" fn on_end(sig: c_int, _info: *mut siginfo_t, ctx: *mut c_void) {
         }
         if st.set_segs {
             arch_prctl(ARCH_SET_FS, st.host_fs);
+            arch_prctl(ARCH_SET_GS, st.host_gs);
+        }
+        if st.compat {
+            load_data_segs(0, 0, 0);
             arch_prctl(ARCH_SET_GS, st.host_gs);
         }
         let g = &mut uc.uc_mcontext.gregs;
@@ -327,6 +397,9 @@ unsafe fn child(cases: &[NativeCase], base: *mut u8, lay: &SharedLayout, alt: &m
     if libc::setitimer(libc::ITIMER_VIRTUAL, &it, std::ptr::null_mut()) != 0 {
         setup_fail(h, 5);
     }
+    if cases.iter().any(|c| c.init.bits == 32) && !install_ldt() {
+        setup_fail(h, 6);
+    }
 
     let pid = libc::syscall(libc::SYS_getpid);
     let tid = libc::syscall(libc::SYS_gettid);
@@ -343,6 +416,7 @@ unsafe fn child(cases: &[NativeCase], base: *mut u8, lay: &SharedLayout, alt: &m
         st.fs_base = c.init.fs_base;
         st.gs_base = c.init.gs_base;
         st.set_segs = c.init.fs_base != 0 || c.init.gs_base != 0;
+        st.compat = c.init.bits == 32;
         st.slot = slots.add(k);
         // A raw tgkill, not raise(): glibc's raise may take locks that
         // another thread of the parent held at fork time.
@@ -474,6 +548,7 @@ pub fn run_batch(cases: &[NativeCase]) -> Batch {
                     "sigaltstack",
                     "sigaction",
                     "setitimer",
+                    "modify_ldt",
                 ];
                 let step = steps.get(header.setup_step as usize).unwrap_or(&"?");
                 let err = std::io::Error::from_raw_os_error(header.setup_errno as i32);
