@@ -41,16 +41,30 @@ pub type SharedDevice = Rc<RefCell<dyn BusDevice>>;
 pub enum BusError {
     /// A window of size zero.
     #[error("bus window at {base:#x} has size zero")]
-    ZeroSized { base: u64 },
+    ZeroSized {
+        /// Start of the window.
+        base: u64,
+    },
     /// `base + size` runs past the end of the address space.
     #[error("bus window {base:#x}+{size:#x} runs past the end of the address space ({end:#x})")]
-    Overflow { base: u64, size: u64, end: u128 },
+    Overflow {
+        /// Start of the window.
+        base: u64,
+        /// Its size.
+        size: u64,
+        /// Size of the address space.
+        end: u128,
+    },
     /// The window overlaps one already registered.
     #[error("bus window {base:#x}+{size:#x} overlaps {other_base:#x}+{other_size:#x}")]
     Overlap {
+        /// Start of the window.
         base: u64,
+        /// Its size.
         size: u64,
+        /// Start of the window already there.
         other_base: u64,
+        /// Its size.
         other_size: u64,
     },
 }

@@ -16,13 +16,21 @@ use std::rc::Rc;
 use thiserror::Error;
 
 /// Register offsets (datasheet table 2).
-pub const OFS_DATA: u64 = 0; // RBR (read) / THR (write); DLL when DLAB = 1
-pub const OFS_IER: u64 = 1; // DLM when DLAB = 1
-pub const OFS_IIR_FCR: u64 = 2; // IIR (read) / FCR (write)
+/// RBR (read) / THR (write); DLL when DLAB = 1.
+pub const OFS_DATA: u64 = 0;
+/// DLM when DLAB = 1.
+pub const OFS_IER: u64 = 1;
+/// IIR (read) / FCR (write).
+pub const OFS_IIR_FCR: u64 = 2;
+/// Line control register.
 pub const OFS_LCR: u64 = 3;
+/// Modem control register.
 pub const OFS_MCR: u64 = 4;
+/// Line status register (read-only).
 pub const OFS_LSR: u64 = 5;
+/// Modem status register (read-only).
 pub const OFS_MSR: u64 = 6;
+/// Scratch register.
 pub const OFS_SCR: u64 = 7;
 /// The UART's window size.
 pub const UART_SIZE: u64 = 8;
@@ -30,36 +38,54 @@ pub const UART_SIZE: u64 = 8;
 /// LCR bit 7: divisor latch access.
 pub const LCR_DLAB: u8 = 0x80;
 /// IER bits.
-pub const IER_RDI: u8 = 0x01; // received data available
-pub const IER_THRI: u8 = 0x02; // THR empty
+/// Received data available.
+pub const IER_RDI: u8 = 0x01;
+/// THR empty.
+pub const IER_THRI: u8 = 0x02;
 /// Bits of IER that exist (the rest read 0).
 pub const IER_MASK: u8 = 0x0f;
 /// IIR values.
 pub const IIR_NO_INT: u8 = 0x01;
+/// IIR: THR empty.
 pub const IIR_THRI: u8 = 0x02;
+/// IIR: received data available.
 pub const IIR_RDI: u8 = 0x04;
+/// IIR bits 6-7: FIFOs enabled.
 pub const IIR_FIFO_ENABLED: u8 = 0xc0;
 /// FCR bits.
 pub const FCR_ENABLE: u8 = 0x01;
+/// FCR: clear the receive FIFO.
 pub const FCR_CLEAR_RX: u8 = 0x02;
+/// FCR: clear the transmit FIFO.
 pub const FCR_CLEAR_TX: u8 = 0x04;
 /// MCR bits.
 pub const MCR_DTR: u8 = 0x01;
+/// MCR: request to send.
 pub const MCR_RTS: u8 = 0x02;
+/// MCR: OUT1.
 pub const MCR_OUT1: u8 = 0x04;
+/// MCR: OUT2 (gates the IRQ on a PC).
 pub const MCR_OUT2: u8 = 0x08;
+/// MCR: loopback mode.
 pub const MCR_LOOP: u8 = 0x10;
 /// Bits of MCR that exist.
 pub const MCR_MASK: u8 = 0x1f;
 /// LSR bits.
-pub const LSR_DR: u8 = 0x01; // data ready
-pub const LSR_OE: u8 = 0x02; // overrun
-pub const LSR_THRE: u8 = 0x20; // THR empty
-pub const LSR_TEMT: u8 = 0x40; // transmitter empty
+/// Data ready.
+pub const LSR_DR: u8 = 0x01;
+/// Overrun.
+pub const LSR_OE: u8 = 0x02;
+/// THR empty.
+pub const LSR_THRE: u8 = 0x20;
+/// Transmitter empty.
+pub const LSR_TEMT: u8 = 0x40;
 /// MSR bits.
 pub const MSR_CTS: u8 = 0x10;
+/// MSR: data set ready.
 pub const MSR_DSR: u8 = 0x20;
+/// MSR: ring indicator.
 pub const MSR_RI: u8 = 0x40;
+/// MSR: data carrier detect.
 pub const MSR_DCD: u8 = 0x80;
 /// Receive FIFO depth.
 pub const FIFO_LEN: usize = 16;

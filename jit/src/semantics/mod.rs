@@ -19,6 +19,7 @@ pub mod convert;
 pub mod ctrl;
 pub mod data;
 pub mod flagops;
+pub mod io;
 pub mod misc;
 pub mod muldiv;
 pub mod operand;
@@ -58,6 +59,7 @@ pub fn lookup<E: Emitter>(i: &Instruction) -> Option<Sem<E>> {
         .or_else(|| flagops::lookup(i))
         .or_else(|| atomic::lookup(i))
         .or_else(|| string::lookup(i))
+        .or_else(|| io::lookup(i))
         .or_else(|| misc::lookup(i))
         .or_else(|| x87::lookup(i))
         .or_else(|| sse::lookup(i))
