@@ -15,10 +15,17 @@ fn branch_width<E: Emitter>(e: &E, i: &Instruction) -> Width {
     if e.bitness() == 64 {
         return Width::Q;
     }
-    match i.op0_kind() {
-        OpKind::NearBranch16 => Width::W,
-        OpKind::NearBranch32 => Width::D,
-        OpKind::Register | OpKind::Memory => operand::op_width(i, 0),
+    // RET without an operand reports op0_kind() == Register (kind 0):
+    // only look at operand 0 when there is one.
+    let kind = if i.op_count() > 0 {
+        Some(i.op0_kind())
+    } else {
+        None
+    };
+    match kind {
+        Some(OpKind::NearBranch16) => Width::W,
+        Some(OpKind::NearBranch32) => Width::D,
+        Some(OpKind::Register | OpKind::Memory) => operand::op_width(i, 0),
         // RET / RET imm16: operand size of the code.
         _ => {
             if i.code_size() == iced_x86::CodeSize::Code16 {
