@@ -1093,12 +1093,12 @@ mod tests {
     #[test]
     fn features_not_implemented_yet_are_reported() {
         assert_eq!(
-            run(&["-initrd", "a,b"]).initrd,
+            run(&["-kernel", "k", "-initrd", "a,b"]).initrd,
             vec![PathBuf::from("a"), "b".into()]
         );
         assert_eq!(run(&["-kernel", "k", "-initrd", "a"]).nyi(), None);
         assert!(usage_text(&["-initrd", "a"]).contains("-kernel"));
-        assert!(usage_text(&["-initrd", "a,"]).contains("empty"));
+        assert!(usage_text(&["-kernel", "k", "-initrd", "a,"]).contains("empty"));
         let c = run(&["-kernel", "k", "-append", "console=ttyS0"]);
         assert_eq!(c.nyi(), None);
         assert!(usage_text(&["-append", "x"]).contains("-kernel"));
@@ -1109,7 +1109,7 @@ mod tests {
 
     #[test]
     fn values_starting_with_a_dash_stay_values() {
-        let c = run(&["-append", "-v --quiet"]);
+        let c = run(&["-kernel", "k", "-append", "-v --quiet"]);
         assert_eq!(c.append.as_deref(), Some("-v --quiet"));
         let c = run(&["-kernel", "-weird-name"]);
         assert_eq!(c.kernel, Some(PathBuf::from("-weird-name")));
