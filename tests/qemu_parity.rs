@@ -33,7 +33,13 @@ fn multiboot_information_matches_qemu() {
     let initrd = format!("{} with args,{}", m1.display(), m2.display());
     let r = parity(
         &k,
-        &["-append", "console=ttyS0 test=1", "-initrd", &initrd, "-no-reboot"],
+        &[
+            "-append",
+            "console=ttyS0 test=1",
+            "-initrd",
+            &initrd,
+            "-no-reboot",
+        ],
     );
     assert_eq!(r.status, exit_status(0x11));
     let t = r.text();
@@ -43,7 +49,10 @@ fn multiboot_information_matches_qemu() {
         t.contains(&format!("cmdline=\"{} console=ttyS0 test=1\"", k.display())),
         "{t}"
     );
-    assert!(t.contains(&format!("string=\"{} with args\"", m1.display())), "{t}");
+    assert!(
+        t.contains(&format!("string=\"{} with args\"", m1.display())),
+        "{t}"
+    );
     assert!(t.contains("bytes=\"first module.\""), "{t}");
     assert!(t.contains("loader=\"qemu\""), "{t}");
 }

@@ -50,9 +50,12 @@ fn out_dir(kernel: &str) -> PathBuf {
 }
 
 fn tool(cmd: &mut Command, what: &str) {
-    let o = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run {:?} ({e}); install gcc and binutils", cmd.get_program()));
+    let o = cmd.output().unwrap_or_else(|e| {
+        panic!(
+            "{what}: cannot run {:?} ({e}); install gcc and binutils",
+            cmd.get_program()
+        )
+    });
     assert!(
         o.status.success(),
         "{what} failed: {:?}\n{}",
@@ -63,7 +66,12 @@ fn tool(cmd: &mut Command, what: &str) {
 
 fn compile(input: &Path, output: &Path) {
     tool(
-        Command::new("gcc").args(CFLAGS).arg("-c").arg(input).arg("-o").arg(output),
+        Command::new("gcc")
+            .args(CFLAGS)
+            .arg("-c")
+            .arg(input)
+            .arg("-o")
+            .arg(output),
         "compiling a test kernel",
     );
 }
@@ -71,7 +79,15 @@ fn compile(input: &Path, output: &Path) {
 fn link(script: &str, objs: &[PathBuf], output: &Path) {
     tool(
         Command::new("ld")
-            .args(["-m", "elf_i386", "-nostdlib", "--no-warn-rwx-segments", "-z", "noexecstack", "-T"])
+            .args([
+                "-m",
+                "elf_i386",
+                "-nostdlib",
+                "--no-warn-rwx-segments",
+                "-z",
+                "noexecstack",
+                "-T",
+            ])
             .arg(src(script))
             .arg("-o")
             .arg(output)
@@ -193,12 +209,19 @@ pub fn parity(kernel: &Path, extra: &[&str]) -> RunResult {
     let dir = kernel.parent().unwrap();
     let tag = extra.join("_").replace(['/', ' ', ','], "-");
     let q = run(QEMU, &a, &dir.join(format!("qemu{tag}.out")));
-    let c = run(env!("CARGO_BIN_EXE_cjemu"), &a, &dir.join(format!("cjemu{tag}.out")));
+    let c = run(
+        env!("CARGO_BIN_EXE_cjemu"),
+        &a,
+        &dir.join(format!("cjemu{tag}.out")),
+    );
     assert_eq!(
         c.text(),
         q.text(),
         "serial output differs (left cjemu, right QEMU) for {a:?}"
     );
-    assert_eq!(c.status, q.status, "exit status differs (cjemu vs QEMU) for {a:?}");
+    assert_eq!(
+        c.status, q.status,
+        "exit status differs (cjemu vs QEMU) for {a:?}"
+    );
     c
 }
