@@ -10,11 +10,13 @@
 //!    subroutine (CALL/RET);
 //! 3. computes a Fletcher-style checksum over the sieve bytes
 //!    (`a += byte; b += a`, both mod 2^64; the result is `b ^ a`);
-//! 4. stores count, sum, hash, checksum and `DEMO_DONE` at `DEMO_RESULT`
-//!    and halts.
+//! 4. stores count, sum, hash, checksum and `DEMO_DONE` at `DEMO_RESULT`;
+//! 5. prints them on COM1 (0x3f8, polling the line status register) as
+//!    `demo guest: N primes below L, sum S, prime hash 0x…, sieve checksum 0x…`
+//!    and powers off (HLT with interrupts disabled).
 //!
-//! It uses only integer instructions the interpreter implements today
-//! (MOV, MOVZX, LEA, ADD, XOR, INC, CMP, Jcc, JMP, CALL, RET, HLT).
+//! It stays in the flat 64-bit mode cjemu sets up (no mode switch of its
+//! own) and uses only integer instructions and port I/O.
 
 use iced_x86::code_asm::*;
 use std::path::PathBuf;
@@ -106,9 +108,157 @@ fn checksum(a: &mut CodeAssembler) -> Result<(), IcedError> {
     Ok(())
 }
 
+/// Subroutines: `putc` (AL), `puts` (RSI: NUL-terminated), `put_dec`
+/// (RAX, decimal) and `put_hex` (RAX, `0x` and 16 digits). They keep every
+/// register but RAX, RCX, RDX, RSI and R8.
+struct Print {
+    putc: CodeLabel,
+    puts: CodeLabel,
+    put_dec: CodeLabel,
+    put_hex: CodeLabel,
+}
+
+const COM1: i32 = 0x3f8;
+
+fn serial_init(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    // 115200 8N1, FIFOs on, interrupts off.
+    for (port, v) in [
+        (1, 0x00),
+        (3, 0x80),
+        (0, 0x01),
+        (1, 0x00),
+        (3, 0x03),
+        (2, 0xc7),
+        (4, 0x03),
+    ] {
+        a.mov(dx, COM1 as u32 + port)?;
+        a.mov(al, v)?;
+        a.out(dx, al)?;
+    }
+    Ok(())
+}
+
+fn print_routines(a: &mut CodeAssembler, p: &mut Print) -> Result<(), IcedError> {
+    a.set_label(&mut p.putc)?;
+    a.mov(r8d, eax)?;
+    a.mov(dx, (COM1 + 5) as u32)?;
+    let mut wait = a.create_label();
+    a.set_label(&mut wait)?;
+    a.in_(al, dx)?;
+    a.test(al, 0x20)?;
+    a.jz(wait)?;
+    a.mov(eax, r8d)?;
+    a.mov(dx, COM1 as u32)?;
+    a.out(dx, al)?;
+    a.ret()?;
+
+    a.set_label(&mut p.puts)?;
+    let mut done = a.create_label();
+    a.movzx(eax, byte_ptr(rsi))?;
+    a.test(al, al)?;
+    a.jz(done)?;
+    a.call(p.putc)?;
+    a.inc(rsi)?;
+    a.jmp(p.puts)?;
+    a.set_label(&mut done)?;
+    a.ret()?;
+
+    // Digits are pushed, then popped most significant first.
+    a.set_label(&mut p.put_dec)?;
+    a.mov(ecx, 10)?;
+    a.xor(esi, esi)?;
+    let (mut div, mut out) = (a.create_label(), a.create_label());
+    a.set_label(&mut div)?;
+    a.xor(edx, edx)?;
+    a.div(rcx)?;
+    a.add(edx, b'0' as i32)?;
+    a.push(rdx)?;
+    a.inc(esi)?;
+    a.test(rax, rax)?;
+    a.jnz(div)?;
+    a.set_label(&mut out)?;
+    a.pop(rax)?;
+    a.call(p.putc)?;
+    a.dec(esi)?;
+    a.jnz(out)?;
+    a.ret()?;
+
+    a.set_label(&mut p.put_hex)?;
+    a.mov(rsi, rax)?;
+    a.mov(al, b'0' as u32)?;
+    a.call(p.putc)?;
+    a.mov(al, b'x' as u32)?;
+    a.call(p.putc)?;
+    a.mov(ecx, 60)?;
+    let (mut nib, mut letter, mut emit) = (a.create_label(), a.create_label(), a.create_label());
+    a.set_label(&mut nib)?;
+    a.mov(rax, rsi)?;
+    a.shr(rax, cl)?;
+    a.and(eax, 15)?;
+    a.cmp(eax, 10)?;
+    a.jae(letter)?;
+    a.add(eax, b'0' as i32)?;
+    a.jmp(emit)?;
+    a.set_label(&mut letter)?;
+    a.add(eax, b'a' as i32 - 10)?;
+    a.set_label(&mut emit)?;
+    a.push(rcx)?;
+    a.call(p.putc)?;
+    a.pop(rcx)?;
+    a.sub(ecx, 4)?;
+    a.jns(nib)?;
+    a.ret()?;
+    Ok(())
+}
+
+/// Print the results stored at `DEMO_RESULT` (R10 points there).
+fn report(a: &mut CodeAssembler, p: &Print) -> Result<(), IcedError> {
+    let texts: [&[u8]; 5] = [
+        b"demo guest: \0",
+        b" primes below \0",
+        b", sum \0",
+        b", prime hash \0",
+        b", sieve checksum \0",
+    ];
+    let mut labels: Vec<CodeLabel> = texts.iter().map(|_| a.create_label()).collect();
+    let mut after = a.create_label();
+    let values: [(Option<i32>, bool); 5] = [
+        (Some(0), false), // count
+        (None, false),    // the limit, an immediate
+        (Some(8), false), // sum
+        (Some(16), true), // prime hash
+        (Some(24), true), // checksum
+    ];
+    for (i, &(slot, hex)) in values.iter().enumerate() {
+        a.lea(rsi, ptr(labels[i]))?;
+        a.call(p.puts)?;
+        match slot {
+            Some(off) => a.mov(rax, qword_ptr(r10 + off))?,
+            None => a.mov(eax, DEMO_LIMIT as u32)?,
+        }
+        a.call(if hex { p.put_hex } else { p.put_dec })?;
+    }
+    a.mov(al, b'\n' as u32)?;
+    a.call(p.putc)?;
+    a.jmp(after)?;
+    for (l, t) in labels.iter_mut().zip(texts) {
+        a.set_label(l)?;
+        a.db(t)?;
+    }
+    a.set_label(&mut after)?;
+    Ok(())
+}
+
 fn assemble() -> Result<Vec<u8>, IcedError> {
     let mut a = CodeAssembler::new(64)?;
     let mut count = a.create_label();
+    let mut p = Print {
+        putc: a.create_label(),
+        puts: a.create_label(),
+        put_dec: a.create_label(),
+        put_hex: a.create_label(),
+    };
+    serial_init(&mut a)?;
     sieve(&mut a)?;
     a.call(count)?;
     checksum(&mut a)?;
@@ -119,8 +269,12 @@ fn assemble() -> Result<Vec<u8>, IcedError> {
     a.mov(qword_ptr(r10 + 24), r9)?;
     a.mov(r11, DEMO_DONE)?;
     a.mov(qword_ptr(r10 + 32), r11)?;
+    report(&mut a, &p)?;
+    // Power off: HLT with interrupts disabled.
+    a.cli()?;
     a.hlt()?;
     count_primes(&mut a, &mut count)?;
+    print_routines(&mut a, &mut p)?;
     a.assemble(DEMO_LOAD)
 }
 

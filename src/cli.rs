@@ -33,10 +33,11 @@ Without -kernel, cjemu runs its built-in demo guest.
 
 QEMU options accepted for pasted command lines (at most a warning):
   -display none, -nographic, -machine pc / -M pc, -accel tcg,
-  -device isa-debug-exit[,iobase=0xf4,iosize=0x04], -device pc-testdev, -cpu X, -smp 1
+  -device isa-debug-exit[,iobase=0xf4,iosize=0x04] (honoured), -device pc-testdev,
+  -cpu X, -smp 1
 
-Exit status: guest HLT or triple fault 0; debug-exit V: (V<<1)|1;
-usage error, bad input file or feature not implemented yet 2;
+Exit status: guest power-off (HLT with IF=0) or triple fault with -no-reboot 0;
+debug-exit V: (V<<1)|1; usage error, bad input file or feature not implemented yet 2;
 replay error 4; internal error 6.";
 
 /// The raw command line as clap sees it (after [`normalise`]).
@@ -49,7 +50,7 @@ replay error 4; internal error 6.";
     args_override_self = true
 )]
 struct RawArgs {
-    /// Kernel image to boot (a flat binary with --flat)
+    /// Kernel image to boot: multiboot (v1) ELF or a.out-kludge, or a flat binary with --flat
     #[arg(long, value_name = "FILE")]
     kernel: Option<PathBuf>,
     /// Load -kernel as a flat binary at ADDR and enter it in 64-bit mode
@@ -204,6 +205,9 @@ pub struct Config {
     pub gdb: Option<String>,
     /// `-S`.
     pub freeze: bool,
+    /// `-device isa-debug-exit,iobase=B,iosize=S`: (iobase, iosize);
+    /// QEMU's defaults 0xf4 and 4.
+    pub debug_exit: (u16, u16),
     /// Messages for the user about accepted-but-ignored options.
     pub warnings: Vec<String>,
 }
@@ -240,12 +244,6 @@ impl Config {
             Some(RecordReplay::Replay(_)) => return ni("--replay", None),
             None => {}
         }
-        if !self.initrd.is_empty() {
-            return ni("-initrd", None);
-        }
-        if self.append.is_some() {
-            return ni("-append", Some("it needs the multiboot or Linux loader"));
-        }
         if self.gdb.is_some() {
             return ni("-gdb / -s (gdb stub)", None);
         }
@@ -256,8 +254,7 @@ impl Config {
             match s {
                 SerialTarget::Stdio if i == 0 => {}
                 SerialTarget::Stdio => return ni(&format!("-serial stdio for COM{}", i + 1), None),
-                SerialTarget::File(_) => return ni("-serial file:PATH", None),
-                SerialTarget::Null => return ni("-serial null", None),
+                SerialTarget::File(_) | SerialTarget::Null => {}
             }
         }
         None
@@ -424,7 +421,15 @@ fn validate(raw: RawArgs) -> Result<Config, Error> {
         Some(s) => parse_initrd(s)?,
         None => Vec::new(),
     };
-    check_qemu_compat(&raw, &mut warnings)?;
+    let debug_exit = check_qemu_compat(&raw, &mut warnings)?;
+    if raw.kernel.is_none() && (raw.append.is_some() || raw.initrd.is_some()) {
+        return Err(usage("-append and -initrd need -kernel FILE"));
+    }
+    if flat.is_some() && (raw.append.is_some() || raw.initrd.is_some()) {
+        return Err(usage(
+            "-append and -initrd need a multiboot kernel; a --flat binary takes neither",
+        ));
+    }
     let gdb = match (&raw.gdb, raw.gdb_default) {
         (Some(g), _) => Some(g.clone()),
         (None, true) => Some("tcp::1234".into()),
@@ -447,6 +452,7 @@ fn validate(raw: RawArgs) -> Result<Config, Error> {
         stats: raw.stats,
         gdb,
         freeze: raw.freeze,
+        debug_exit,
         warnings,
     })
 }
@@ -697,8 +703,9 @@ fn parse_initrd(s: &str) -> Result<Vec<PathBuf>, Error> {
 }
 
 /// The QEMU options cjemu accepts for pasted command lines: accept, warn or
-/// reject each value.
-fn check_qemu_compat(raw: &RawArgs, warnings: &mut Vec<String>) -> Result<(), Error> {
+/// reject each value. Returns the debug-exit window (iobase, iosize).
+fn check_qemu_compat(raw: &RawArgs, warnings: &mut Vec<String>) -> Result<(u16, u16), Error> {
+    let mut debug_exit = (0xf4, 4);
     if let Some(d) = &raw.display {
         if d != "none" {
             warnings.push(format!("-display {d}: cjemu has no display; ignored"));
@@ -708,7 +715,9 @@ fn check_qemu_compat(raw: &RawArgs, warnings: &mut Vec<String>) -> Result<(), Er
         check_machine(m, warnings)?;
     }
     for d in &raw.device {
-        check_device(d, warnings)?;
+        if let Some(dx) = check_device(d, warnings)? {
+            debug_exit = dx;
+        }
     }
     if let Some(c) = &raw.cpu {
         warnings.push(format!("-cpu {c}: cjemu's CPU model is fixed; ignored"));
@@ -722,7 +731,7 @@ fn check_qemu_compat(raw: &RawArgs, warnings: &mut Vec<String>) -> Result<(), Er
             )));
         }
     }
-    Ok(())
+    Ok(debug_exit)
 }
 
 fn check_machine(m: &str, warnings: &mut Vec<String>) -> Result<(), Error> {
@@ -748,23 +757,28 @@ fn check_machine(m: &str, warnings: &mut Vec<String>) -> Result<(), Error> {
     Ok(())
 }
 
-fn check_device(d: &str, warnings: &mut Vec<String>) -> Result<(), Error> {
+/// One `-device`: isa-debug-exit (its window is returned) or pc-testdev.
+fn check_device(d: &str, warnings: &mut Vec<String>) -> Result<Option<(u16, u16)>, Error> {
     let mut parts = d.split(',');
     match parts.next().unwrap_or("") {
         "isa-debug-exit" => {
+            let (mut base, mut size) = (0xf4u64, 4u64);
             for p in parts {
+                let bad = |e: String| usage(format!("-device {d}: {e}"));
                 match p.split_once('=') {
-                    Some(("iobase", v)) if parse_addr(v) == Ok(0xf4) => {}
-                    Some(("iobase", v)) => warnings.push(format!(
-                        "-device isa-debug-exit: iobase={v} ignored; the debug-exit port is 0xf4"
-                    )),
-                    Some(("iosize", _)) => {}
+                    Some(("iobase", v)) => base = parse_addr(v).map_err(bad)?,
+                    Some(("iosize", v)) => size = parse_addr(v).map_err(bad)?,
                     _ => warnings.push(format!("-device isa-debug-exit: '{p}' ignored")),
                 }
             }
-            Ok(())
+            if size == 0 || base.checked_add(size).is_none_or(|end| end > 0x10000) {
+                return Err(usage(format!(
+                    "-device {d}: the ports must lie inside 0..0xffff and iosize be non-zero"
+                )));
+            }
+            Ok(Some((base as u16, size as u16)))
         }
-        "pc-testdev" => Ok(()),
+        "pc-testdev" => Ok(None),
         other => Err(usage(format!(
             "-device {d}: unsupported device '{other}' (cjemu accepts isa-debug-exit and pc-testdev, which are always present)"
         ))),
@@ -1063,8 +1077,10 @@ mod tests {
             c.serial,
             vec![SerialTarget::File("out.txt".into()), SerialTarget::Null]
         );
-        assert!(c.nyi().unwrap().contains("file:"));
-        assert!(run(&["-serial", "null"]).nyi().unwrap().contains("null"));
+        assert_eq!(c.nyi(), None, "file: and null are implemented");
+        assert_eq!(run(&["-serial", "null"]).nyi(), None);
+        let c = run(&["-serial", "null", "-serial", "stdio"]);
+        assert!(c.nyi().unwrap().contains("COM2"));
         let c = run(&["-serial", "mon:stdio"]);
         assert_eq!(c.serial, vec![SerialTarget::Stdio]);
         assert_eq!(c.warnings.len(), 1);
@@ -1077,20 +1093,23 @@ mod tests {
     #[test]
     fn features_not_implemented_yet_are_reported() {
         assert_eq!(
-            run(&["-initrd", "a,b"]).initrd,
+            run(&["-kernel", "k", "-initrd", "a,b"]).initrd,
             vec![PathBuf::from("a"), "b".into()]
         );
-        assert_eq!(run(&["-initrd", "a"]).nyi().as_deref(), Some("-initrd"));
-        assert!(usage_text(&["-initrd", "a,"]).contains("empty"));
-        let c = run(&["-append", "console=ttyS0"]);
-        assert!(c.nyi().unwrap().starts_with("-append"));
+        assert_eq!(run(&["-kernel", "k", "-initrd", "a"]).nyi(), None);
+        assert!(usage_text(&["-initrd", "a"]).contains("-kernel"));
+        assert!(usage_text(&["-kernel", "k", "-initrd", "a,"]).contains("empty"));
+        let c = run(&["-kernel", "k", "-append", "console=ttyS0"]);
+        assert_eq!(c.nyi(), None);
+        assert!(usage_text(&["-append", "x"]).contains("-kernel"));
+        assert!(usage_text(&["-kernel", "k", "--flat", "0", "-append", "x"]).contains("flat"));
         let c = run(&["-gdb", "tcp::1234"]);
         assert!(c.nyi().unwrap().contains("gdb"));
     }
 
     #[test]
     fn values_starting_with_a_dash_stay_values() {
-        let c = run(&["-append", "-v --quiet"]);
+        let c = run(&["-kernel", "k", "-append", "-v --quiet"]);
         assert_eq!(c.append.as_deref(), Some("-v --quiet"));
         let c = run(&["-kernel", "-weird-name"]);
         assert_eq!(c.kernel, Some(PathBuf::from("-weird-name")));
@@ -1125,12 +1144,17 @@ mod tests {
         assert!(run(&["-M", "pc-i440fx-7.2"]).warnings.is_empty());
         assert!(run(&["--machine", "type=pc"]).warnings.is_empty());
         assert_eq!(run(&["-display", "gtk"]).warnings.len(), 1);
-        assert_eq!(
-            run(&["-device", "isa-debug-exit,iobase=0x501"])
-                .warnings
-                .len(),
-            1
+        let c = run(&["-device", "isa-debug-exit,iobase=0x501"]);
+        assert!(c.warnings.is_empty());
+        assert_eq!(c.debug_exit, (0x501, 4));
+        let c = run(&["-device", "isa-debug-exit,iobase=0x80,iosize=0x2"]);
+        assert_eq!(c.debug_exit, (0x80, 2));
+        assert_eq!(run(&["-device", "isa-debug-exit"]).debug_exit, (0xf4, 4));
+        assert!(
+            usage_text(&["-device", "isa-debug-exit,iobase=0xffff,iosize=2"]).contains("ports")
         );
+        assert!(usage_text(&["-device", "isa-debug-exit,iosize=0"]).contains("iosize"));
+        assert!(usage_text(&["-device", "isa-debug-exit,iobase=zz"]).contains("zz"));
         assert!(run(&["-smp", "cpus=1"]).warnings.is_empty());
     }
 

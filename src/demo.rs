@@ -90,9 +90,8 @@ pub fn report(got: &DemoResult) -> Result<String, Error> {
         )));
     }
     Ok(format!(
-        "demo guest: {} primes below {DEMO_LIMIT}, sum {}, prime hash {:#018x}, \
-         sieve checksum {:#x} (all match the host's computation)",
-        got.count, got.sum, got.prime_hash, got.checksum
+        "the demo guest's results ({} primes below {DEMO_LIMIT}) match the host's computation",
+        got.count
     ))
 }
 
@@ -115,13 +114,16 @@ mod tests {
         let mut e = Engine::new(DEMO_MIN_RAM).unwrap();
         load_flat(&mut e, DEMO_GUEST, DEMO_LOAD, DEMO_LOAD).unwrap();
         let mut exit = Exit::BudgetExhausted;
-        for _ in 0..100 {
+        // Every serial port access returns to the caller (NoIo: LSR reads
+        // all-ones, so the guest never waits).
+        for _ in 0..100_000 {
             exit = e.run(1_000_000);
-            if exit != Exit::BudgetExhausted {
+            if !matches!(exit, Exit::BudgetExhausted | Exit::Device) {
                 break;
             }
         }
         assert_eq!(exit, Exit::Halted);
+        assert_eq!(e.cpu().rflags() & (1 << 9), 0, "powers off: HLT with IF=0");
         let got = read_result(&e).unwrap();
         assert_eq!(got, reference());
         assert!(report(&got).unwrap().contains("9592 primes"));

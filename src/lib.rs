@@ -1,17 +1,20 @@
 //! cjemu: the machine and the command line around the `cjemu-jit` CPU engine.
 //!
 //! [`cli::parse`] turns the command line into a [`cli::Config`]; [`run`]
-//! loads the guest (a flat binary, or the built-in [`demo`]), runs it on a
-//! [`machine::Machine`] and returns the exit status ([`status`] is the one
-//! place that maps outcomes to statuses). cjemu's own messages, logs and
-//! `--stats` go to stderr; stdout is reserved for the guest's serial output.
+//! loads the guest (a multiboot kernel, a flat binary, or the built-in
+//! [`demo`]), runs it on a [`machine::Machine`] (the engine plus the PC's
+//! devices, laid out in [`pc`]) and returns the exit status ([`status`] is
+//! the one place that maps outcomes to statuses). cjemu's own messages, logs
+//! and `--stats` go to stderr; stdout carries only the guest's serial output.
 
 pub mod cli;
 pub mod demo;
 pub mod flat;
 pub mod hash;
+pub mod loader;
 pub mod logging;
 pub mod machine;
+pub mod pc;
 pub mod stats;
 pub mod status;
 
@@ -32,6 +35,11 @@ pub enum Guest {
         load: u64,
         entry: u64,
     },
+    /// A multiboot kernel, laid out (replayed on every reset).
+    Multiboot {
+        path: PathBuf,
+        plan: loader::multiboot::Plan,
+    },
 }
 
 /// Read an input file; failure is status 2 with one line naming the file.
@@ -39,35 +47,9 @@ fn read_input(what: &str, path: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| Error::Input(format!("{what} {}: {e}", path.display())))
 }
 
-/// What a kernel file that is not loaded with `--flat` looks like.
-#[derive(Debug, PartialEq, Eq)]
-enum KernelKind {
-    /// Has a multiboot (v1) header in its first 8 KiB.
-    Multiboot,
-    /// A Linux bzImage ("HdrS" at 0x202).
-    Linux,
-    /// An ELF file without a multiboot header.
-    PlainElf,
-    /// Anything else.
-    Unknown,
-}
-
-fn kernel_kind(image: &[u8]) -> KernelKind {
-    const MULTIBOOT_MAGIC: [u8; 4] = 0x1bad_b002u32.to_le_bytes();
-    let head = &image[..image.len().min(8192)];
-    if head.chunks_exact(4).any(|w| w == MULTIBOOT_MAGIC) {
-        KernelKind::Multiboot
-    } else if image.get(0x202..0x206) == Some(b"HdrS") {
-        KernelKind::Linux
-    } else if image.starts_with(b"\x7fELF") {
-        KernelKind::PlainElf
-    } else {
-        KernelKind::Unknown
-    }
-}
-
 impl Guest {
-    /// The guest the configuration asks for (reads the kernel file).
+    /// The guest the configuration asks for (reads the kernel file and
+    /// modules).
     pub fn from_config(cfg: &Config) -> Result<Guest, Error> {
         let Some(path) = &cfg.kernel else {
             return Ok(Guest::Demo);
@@ -81,23 +63,23 @@ impl Guest {
                 entry: f.entry,
             });
         }
-        let file = path.display();
-        let not_yet = |loader: &str| Error::NotImplemented {
-            what: format!("-kernel {file}: the {loader} loader"),
-            hint: Some("flat binaries run with --flat ADDR".into()),
+        let args = loader::MultibootArgs {
+            kernel: path,
+            append: cfg.append.as_deref().unwrap_or(""),
+            initrd: &cfg.initrd,
+            ram: cfg.ram_size,
         };
-        Err(match kernel_kind(&image) {
-            KernelKind::Multiboot => not_yet("multiboot"),
-            KernelKind::Linux => not_yet("Linux boot protocol"),
-            KernelKind::PlainElf => Error::Input(format!(
-                "-kernel {file}: an ELF file without a multiboot header; cjemu boots multiboot \
-                 and Linux kernels, or flat binaries with --flat ADDR"
-            )),
-            KernelKind::Unknown => Error::Input(format!(
-                "-kernel {file}: not a multiboot or Linux kernel; to run it as a flat 64-bit \
-                 binary, add --flat ADDR (e.g. --flat 0x100000)"
-            )),
+        let plan = loader::load_kernel(&image, &args)?;
+        Ok(Guest::Multiboot {
+            path: path.clone(),
+            plan,
         })
+    }
+
+    /// Does a triple fault reset the machine (unless `-no-reboot`)? Only a
+    /// kernel can boot again; a flat binary or the demo just stops.
+    pub fn reboots(&self) -> bool {
+        matches!(self, Guest::Multiboot { .. })
     }
 
     /// Put the guest into the machine.
@@ -126,6 +108,8 @@ impl Guest {
                 entry,
             } => flat::load_flat(&mut m.engine, image, *load, *entry)
                 .map_err(|e| Error::Input(format!("-kernel {}: {e}", path.display()))),
+            Guest::Multiboot { path, plan } => loader::multiboot::apply(plan, &mut m.engine)
+                .map_err(|e| Error::Input(format!("-kernel {}: {e}", path.display()))),
         }
     }
 }
@@ -140,11 +124,38 @@ pub fn run(cfg: &Config) -> Result<u8, Error> {
         return Err(e);
     }
     let guest = Guest::from_config(cfg)?;
-    let mut m = Machine::new(cfg.ram_size, cfg.accel)?;
+    let serial = cfg
+        .serial
+        .iter()
+        .map(pc::serial_output)
+        .collect::<Result<Vec<_>, _>>()?;
+    let debug_exit = pc::DebugExitConfig {
+        iobase: cfg.debug_exit.0,
+        iosize: cfg.debug_exit.1,
+    };
+    let mut m = Machine::with_devices(cfg.ram_size, cfg.accel, serial, debug_exit)?;
     guest.load(&mut m)?;
-    let report = m.run()?;
-    if let Outcome::TripleFault { first, rip } = report.outcome {
-        eprintln!("cjemu: {}", status::triple_fault_message(&first, rip));
+    let report = loop {
+        let report = m.run()?;
+        match report.outcome {
+            Outcome::TripleFault { first, rip } if guest.reboots() && !cfg.no_reboot => {
+                // Like QEMU: reset and boot again, for as long as it takes.
+                log::info!("{}; resetting", status::triple_fault_message(&first, rip));
+                m.reset();
+                guest.load(&mut m)?;
+            }
+            _ => break report,
+        }
+    };
+    match report.outcome {
+        Outcome::TripleFault { first, rip } => {
+            eprintln!("cjemu: {}", status::triple_fault_message(&first, rip));
+        }
+        Outcome::HaltedWithInterruptsOn => eprintln!(
+            "cjemu: the guest halted with interrupts enabled, but no device can interrupt yet; \
+             stopping (status 0)"
+        ),
+        _ => {}
     }
     if cfg.stats {
         eprint!("{}", stats::render(&m.engine, &report));
@@ -160,26 +171,4 @@ pub fn run(cfg: &Config) -> Result<u8, Error> {
         eprintln!("cjemu: {}", demo::report(&result)?);
     }
     Ok(report.outcome.status())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_kinds_are_recognised() {
-        let mut mb = vec![0u8; 64];
-        mb[8..12].copy_from_slice(&0x1bad_b002u32.to_le_bytes());
-        assert_eq!(kernel_kind(&mb), KernelKind::Multiboot);
-        let mut bz = vec![0u8; 0x300];
-        bz[0x202..0x206].copy_from_slice(b"HdrS");
-        assert_eq!(kernel_kind(&bz), KernelKind::Linux);
-        assert_eq!(kernel_kind(b"\x7fELF\x02\x01\x01"), KernelKind::PlainElf);
-        assert_eq!(kernel_kind(&[0x90, 0xf4]), KernelKind::Unknown);
-        assert_eq!(kernel_kind(&[]), KernelKind::Unknown);
-        // The magic must be 4-byte aligned to count.
-        let mut off = vec![0u8; 64];
-        off[9..13].copy_from_slice(&0x1bad_b002u32.to_le_bytes());
-        assert_eq!(kernel_kind(&off), KernelKind::Unknown);
-    }
 }

@@ -49,7 +49,7 @@ pub const LOG_ITEMS: &[LogItem] = &[
     LogItem {
         name: "guest_errors",
         help: "guest mistakes: accesses to nothing, bad device use",
-        directives: "cjemu_devices=info,cjemu_jit::memory=info,cjemu_jit::interrupt=info",
+        directives: "cjemu_devices=info,cjemu_devices::guest_errors=debug,cjemu_jit::memory=info,cjemu_jit::interrupt=info",
     },
     LogItem {
         name: "unimp",

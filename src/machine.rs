@@ -1,13 +1,26 @@
 //! The machine and its run loop.
 //!
-//! Today the machine is the CPU engine with RAM and no devices; the PC
-//! layout, buses and timers come later. The run loop hands the engine slices
-//! of [`SLICE`] instructions until the guest halts or shuts down.
+//! The machine is the CPU engine plus the PC's devices ([`crate::pc`]),
+//! bridged by [`PcIo`]. The run loop hands the engine slices of [`SLICE`]
+//! instructions and, after every exit, looks at what the guest asked for:
+//! a debug-exit write ends the run with its status; HLT with interrupts off
+//! (nothing can wake the CPU) is a power-off; HLT with interrupts on also
+//! ends the run for now, since no device raises interrupts yet; a triple
+//! fault is returned to the caller, which resets or stops (`-no-reboot`).
 
 use crate::cli::Accel;
+use crate::pc::{DebugExitConfig, Pc, PcIo};
 use crate::status::{Error, Outcome};
+use cjemu_devices::uart16550::SerialOutput;
+use cjemu_jit::memory::GuestMemory;
+use cjemu_jit::state::CpuState;
 use cjemu_jit::{Engine, Exit, Gpr};
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+/// RFLAGS.IF.
+const RFLAGS_IF: u64 = 1 << 9;
 
 /// Instructions per `Engine::run` call. The run loop regains control this
 /// often (later: to look at timers and interrupts).
@@ -17,6 +30,8 @@ pub const SLICE: u64 = 1_000_000;
 pub struct Machine {
     /// The CPU engine (CPU state, RAM, block cache).
     pub engine: Engine,
+    /// The devices, shared with the engine's I/O bridge.
+    pub pc: Rc<RefCell<Pc>>,
 }
 
 /// What a run produced.
@@ -29,28 +44,72 @@ pub struct RunReport {
 }
 
 impl Machine {
-    /// A machine with `ram_size` bytes of RAM and the given CPU engine.
+    /// A machine with `ram_size` bytes of RAM, the given CPU engine, no
+    /// serial port and the default debug-exit port.
     pub fn new(ram_size: u64, accel: Accel) -> Result<Machine, Error> {
+        Machine::with_devices(ram_size, accel, Vec::new(), DebugExitConfig::default())
+    }
+
+    /// A machine with one UART per serial sink (COM1, COM2, …).
+    pub fn with_devices(
+        ram_size: u64,
+        accel: Accel,
+        serial: Vec<Box<dyn SerialOutput>>,
+        debug_exit: DebugExitConfig,
+    ) -> Result<Machine, Error> {
         if accel != Accel::Interp {
             // The CLI reports the JIT as not implemented before we get here.
             return Err(Error::not_implemented("--accel jit"));
         }
-        let engine = Engine::new(ram_size).map_err(|e| Error::Usage(format!("-m: {e}")))?;
-        Ok(Machine { engine })
+        let pc = Rc::new(RefCell::new(Pc::new(serial, debug_exit)?));
+        let mut mem = GuestMemory::new(ram_size).map_err(|e| Error::Usage(format!("-m: {e}")))?;
+        pc.borrow().map_mmio(&mut mem)?;
+        let engine = Engine::with_memory(mem, Box::new(PcIo(pc.clone())));
+        Ok(Machine { engine, pc })
     }
 
-    /// Run until the guest halts or shuts down.
+    /// Reset: the CPU to its power-on state (the instruction count goes on)
+    /// and every device to its reset state. RAM keeps its contents, as on a
+    /// PC; the caller reloads the guest.
+    pub fn reset(&mut self) {
+        let icount = self.engine.cpu().icount;
+        *self.engine.cpu_mut() = CpuState::power_on();
+        self.engine.cpu_mut().icount = icount;
+        self.engine.flush_tlb();
+        self.pc.borrow_mut().reset();
+    }
+
+    /// What a device asked for after the last exit, if anything.
+    fn device_request(&mut self) -> Option<Outcome> {
+        let v = self.pc.borrow().debug_exit.borrow_mut().take_request()?;
+        Some(Outcome::DebugExit(v))
+    }
+
+    /// Run until the guest powers off, exits through the debug port or
+    /// triple-faults.
     pub fn run(&mut self) -> Result<RunReport, Error> {
         let start = Instant::now();
         let outcome = loop {
             let exit = self.engine.run(SLICE);
             log_cpu(&self.engine, &exit);
             match exit {
-                Exit::BudgetExhausted | Exit::Device => continue,
-                Exit::Halted => {
-                    // No device can raise an interrupt yet, so nothing would
-                    // ever wake the CPU: HLT powers the machine off.
+                Exit::Device => match self.device_request() {
+                    Some(o) => break o,
+                    None => continue,
+                },
+                Exit::BudgetExhausted => {
+                    // Let a prompt without a newline reach the terminal.
+                    self.pc.borrow().flush();
+                    continue;
+                }
+                Exit::Halted if self.engine.cpu().rflags & RFLAGS_IF == 0 => {
+                    // Nothing can wake the CPU: the machine is off.
                     break Outcome::PoweredOff;
+                }
+                Exit::Halted => {
+                    // No device raises interrupts yet, so this HLT would
+                    // wait forever.
+                    break Outcome::HaltedWithInterruptsOn;
                 }
                 Exit::TripleFault { first, rip } => break Outcome::TripleFault { first, rip },
                 Exit::Exception(ex) => {
@@ -60,6 +119,7 @@ impl Machine {
                 }
             }
         };
+        self.pc.borrow().flush();
         Ok(RunReport {
             outcome,
             run_time: start.elapsed(),
@@ -102,6 +162,62 @@ mod tests {
         assert_eq!(r.outcome, Outcome::PoweredOff);
         assert_eq!(m.engine.cpu().icount, 2 + 2 * 1_500_000);
         assert!(m.engine.cpu().icount > SLICE, "the test must span slices");
+    }
+
+    #[test]
+    fn debug_exit_ends_the_run_with_the_value_written() {
+        let mut m = Machine::new(1 << 20, Accel::Interp).unwrap();
+        // mov al, 0x21; out 0xf4, al; hlt
+        load_flat(
+            &mut m.engine,
+            &[0xb0, 0x21, 0xe6, 0xf4, 0xf4],
+            0x1000,
+            0x1000,
+        )
+        .unwrap();
+        let r = m.run().unwrap();
+        assert_eq!(r.outcome, Outcome::DebugExit(0x21));
+        assert_eq!(r.outcome.status(), 0x43);
+        assert_eq!(m.engine.cpu().icount, 2, "the HLT after it never ran");
+    }
+
+    #[test]
+    fn hlt_with_interrupts_on_is_reported_apart_from_power_off() {
+        let mut m = Machine::new(1 << 20, Accel::Interp).unwrap();
+        // sti; hlt
+        load_flat(&mut m.engine, &[0xfb, 0xf4], 0x1000, 0x1000).unwrap();
+        let r = m.run().unwrap();
+        assert_eq!(r.outcome, Outcome::HaltedWithInterruptsOn);
+        assert_eq!(r.outcome.status(), 0);
+    }
+
+    #[test]
+    fn serial_bytes_reach_the_sink_and_reset_restores_devices() {
+        use cjemu_devices::uart16550::VecOutput;
+        let out = VecOutput::default();
+        let mut m = Machine::with_devices(
+            1 << 20,
+            Accel::Interp,
+            vec![Box::new(out.clone())],
+            DebugExitConfig::default(),
+        )
+        .unwrap();
+        // mov dx, 0x3f8; mov al, 'k'; out dx, al; mov dx, 0x3fb; mov al, 3;
+        // out dx, al; hlt
+        let code = [
+            0x66, 0xba, 0xf8, 0x03, 0xb0, b'k', 0xee, 0x66, 0xba, 0xfb, 0x03, 0xb0, 0x03, 0xee,
+            0xf4,
+        ];
+        load_flat(&mut m.engine, &code, 0x1000, 0x1000).unwrap();
+        assert_eq!(m.run().unwrap().outcome, Outcome::PoweredOff);
+        assert_eq!(out.0.borrow().as_slice(), b"k");
+        let lcr = m.pc.borrow().uarts[0].borrow_mut().read_reg(3);
+        assert_eq!(lcr, 3);
+        let icount = m.engine.cpu().icount;
+        m.reset();
+        assert_eq!(m.pc.borrow().uarts[0].borrow_mut().read_reg(3), 0);
+        assert_eq!(m.engine.cpu().rip, 0xfff0, "power-on CPU");
+        assert_eq!(m.engine.cpu().icount, icount, "the clock goes on");
     }
 
     #[test]

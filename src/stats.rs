@@ -17,6 +17,7 @@ pub fn render(e: &Engine, r: &RunReport) -> String {
     let secs = r.run_time.as_secs_f64();
     let exit = match r.outcome {
         Outcome::PoweredOff => "halted".to_string(),
+        Outcome::HaltedWithInterruptsOn => "halted with interrupts on".to_string(),
         Outcome::TripleFault { first, .. } => format!("triple fault ({first:?})"),
         Outcome::DebugExit(v) => format!("debug-exit {v:#x}"),
     };

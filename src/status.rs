@@ -4,7 +4,8 @@
 //! | how the run ended | status |
 //! |---|---|
 //! | guest wrote V to the debug-exit port | `((V << 1) | 1) & 0xff`, as QEMU |
-//! | guest powered off (HLT), or reset / triple fault with `-no-reboot` | 0 |
+//! | guest powered off (HLT with IF=0), or triple fault with `-no-reboot` | 0 |
+//! | HLT with IF=1 (no interrupt source exists yet; a note on stderr) | 0 |
 //! | usage error, unreadable or malformed input file, feature not implemented yet | 2 |
 //! | replay divergence, bad, foreign or truncated log | 4 |
 //! | internal error (a bug in cjemu), including a panic | 6 |
@@ -26,8 +27,7 @@ pub const STATUS_INTERNAL: u8 = 6;
 /// How a guest run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// HLT with nothing that could wake the CPU: the machine has no interrupt
-    /// sources yet, so every HLT ends the run.
+    /// HLT with interrupts disabled and nothing pending: power-off.
     PoweredOff,
     /// A triple fault (shutdown). With `-no-reboot`, and for flat binaries
     /// always, this ends the run as QEMU does.
@@ -37,6 +37,9 @@ pub enum Outcome {
         /// RIP of the instruction that raised it.
         rip: u64,
     },
+    /// HLT with interrupts enabled, but no device can raise one yet: the
+    /// CPU would wait forever, so the run ends (status 0, with a note).
+    HaltedWithInterruptsOn,
     /// The guest wrote this value to the debug-exit port (0xf4).
     DebugExit(u32),
 }
@@ -45,7 +48,9 @@ impl Outcome {
     /// The process exit status for this outcome.
     pub fn status(&self) -> u8 {
         match self {
-            Outcome::PoweredOff | Outcome::TripleFault { .. } => STATUS_OK,
+            Outcome::PoweredOff | Outcome::HaltedWithInterruptsOn | Outcome::TripleFault { .. } => {
+                STATUS_OK
+            }
             Outcome::DebugExit(v) => debug_exit_status(*v),
         }
     }
@@ -53,7 +58,7 @@ impl Outcome {
 
 /// QEMU isa-debug-exit: writing V makes the process exit with `(V << 1) | 1`.
 pub fn debug_exit_status(v: u32) -> u8 {
-    (((v << 1) | 1) & 0xff) as u8
+    cjemu_devices::debug_exit::exit_status(v)
 }
 
 /// The one line printed for a triple fault, naming the exception (vector,

@@ -19,6 +19,7 @@ pub mod convert;
 pub mod ctrl;
 pub mod data;
 pub mod flagops;
+pub mod io;
 pub mod legacy;
 pub mod misc;
 pub mod muldiv;
@@ -66,6 +67,7 @@ pub fn lookup<E: Emitter>(i: &Instruction) -> Option<Sem<E>> {
         .or_else(|| flagops::lookup(i))
         .or_else(|| atomic::lookup(i))
         .or_else(|| string::lookup(i))
+        .or_else(|| io::lookup(i))
         .or_else(|| misc::lookup(i))
         .or_else(|| system::lookup(i))
         .or_else(|| segment::lookup(i))

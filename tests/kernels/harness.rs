@@ -1,0 +1,227 @@
+//! Shared by `qemu_parity.rs` and `qemu_parity_system.rs`: build the test
+//! kernels in `tests/kernels/` with the machine's gcc and binutils, run a
+//! kernel under cjemu and under `qemu-system-x86_64` with the same
+//! arguments, and compare serial output and exit status.
+//!
+//! Missing tools are a test failure with a clear message, never a skip
+//! (`.ci/run` installs them). Every run is killed after [`TIMEOUT`], so a
+//! hang fails instead of stalling CI.
+
+#![allow(dead_code)] // each test file uses part of it
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long one emulator run may take.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The QEMU binary the parity tests compare against.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// Compiler flags of the C kernels: 32-bit, freestanding, no SSE.
+const CFLAGS: &[&str] = &[
+    "-m32",
+    "-march=i686",
+    "-O2",
+    "-ffreestanding",
+    "-fno-pic",
+    "-fno-pie",
+    "-fno-stack-protector",
+    "-fno-asynchronous-unwind-tables",
+    "-mgeneral-regs-only",
+    "-fno-builtin",
+    "-Wall",
+    "-Werror",
+];
+
+fn src(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/kernels")
+        .join(name)
+}
+
+fn out_dir(kernel: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("kernels")
+        .join(kernel);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn tool(cmd: &mut Command, what: &str) {
+    let o = cmd.output().unwrap_or_else(|e| {
+        panic!(
+            "{what}: cannot run {:?} ({e}); install gcc and binutils",
+            cmd.get_program()
+        )
+    });
+    assert!(
+        o.status.success(),
+        "{what} failed: {:?}\n{}",
+        cmd,
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn compile(input: &Path, output: &Path) {
+    tool(
+        Command::new("gcc")
+            .args(CFLAGS)
+            .arg("-c")
+            .arg(input)
+            .arg("-o")
+            .arg(output),
+        "compiling a test kernel",
+    );
+}
+
+fn link(script: &str, objs: &[PathBuf], output: &Path) {
+    tool(
+        Command::new("ld")
+            .args([
+                "-m",
+                "elf_i386",
+                "-nostdlib",
+                "--no-warn-rwx-segments",
+                "-z",
+                "noexecstack",
+                "-T",
+            ])
+            .arg(src(script))
+            .arg("-o")
+            .arg(output)
+            .args(objs),
+        "linking a test kernel",
+    );
+}
+
+/// Build the C kernel `tests/kernels/<name>.c` (with boot.S and lib.c).
+pub fn build_c(name: &str) -> PathBuf {
+    let d = out_dir(name);
+    let mut objs = Vec::new();
+    for s in ["boot.S", "lib.c", &format!("{name}.c")] {
+        let o = d.join(format!("{s}.o"));
+        compile(&src(s), &o);
+        objs.push(o);
+    }
+    let elf = d.join(format!("{name}.elf"));
+    link("kernel.ld", &objs, &elf);
+    elf
+}
+
+/// Build the assembly kernel `tests/kernels/<name>.S` with a link script.
+pub fn build_asm(name: &str, script: &str) -> PathBuf {
+    let d = out_dir(name);
+    let o = d.join(format!("{name}.o"));
+    compile(&src(&format!("{name}.S")), &o);
+    let elf = d.join(format!("{name}.elf"));
+    link(script, &[o], &elf);
+    elf
+}
+
+/// A file with `bytes`, for modules.
+pub fn data_file(kernel: &str, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = out_dir(kernel).join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// Exit status and serial output of one run.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RunResult {
+    pub status: i32,
+    pub serial: Vec<u8>,
+}
+
+impl RunResult {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.serial).into_owned()
+    }
+}
+
+/// Run `program args… -serial file:OUT` with a timeout.
+fn run(program: &str, args: &[String], out: &Path) -> RunResult {
+    let _ = std::fs::remove_file(out);
+    let mut child = Command::new(program)
+        .args(args)
+        .arg("-serial")
+        .arg(format!("file:{}", out.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {program} ({e}); the QEMU parity tests need it: \
+                 apt-get install qemu-system-x86 (.ci/run installs it)"
+            )
+        });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{program} {args:?} did not finish within {TIMEOUT:?} (guest hang?)");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    let code = status
+        .code()
+        .unwrap_or_else(|| panic!("{program} killed by a signal; stderr: {err}"));
+    RunResult {
+        status: code,
+        serial: std::fs::read(out).unwrap_or_default(),
+    }
+}
+
+/// The common arguments of both emulators, then `extra`.
+fn args(kernel: &Path, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "-kernel",
+        kernel.to_str().unwrap(),
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=4",
+        "-device",
+        "pc-testdev",
+        "-display",
+        "none",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+/// Run `kernel` under cjemu and QEMU with the same arguments; assert the
+/// same serial bytes and exit status; return cjemu's result.
+pub fn parity(kernel: &Path, extra: &[&str]) -> RunResult {
+    let a = args(kernel, extra);
+    let dir = kernel.parent().unwrap();
+    let tag = extra.join("_").replace(['/', ' ', ','], "-");
+    let q = run(QEMU, &a, &dir.join(format!("qemu{tag}.out")));
+    let c = run(
+        env!("CARGO_BIN_EXE_cjemu"),
+        &a,
+        &dir.join(format!("cjemu{tag}.out")),
+    );
+    assert_eq!(
+        c.text(),
+        q.text(),
+        "serial output differs (left cjemu, right QEMU) for {a:?}"
+    );
+    assert_eq!(
+        c.status, q.status,
+        "exit status differs (cjemu vs QEMU) for {a:?}"
+    );
+    c
+}
