@@ -20,7 +20,7 @@
 //!    (`a += byte; b += a`, both mod 2^64; the result is `b ^ a`);
 //! 5. stores count, sum, hash, checksum and `DEMO_DONE` at `DEMO_RESULT`;
 //! 6. prints a report on COM1 (0x3f8, polling the line status register's
-//!    THR-empty bit before each byte; the text is `DEMO_LINES` with the
+//!    THR-empty bit before each byte; the text is `report_pieces` with the
 //!    numbers filled in, what `demo::expected_serial` formats natively)
 //!    and powers off (HLT with interrupts disabled).
 //!
