@@ -85,22 +85,7 @@ impl Guest {
     /// Put the guest into the machine.
     pub fn load(&self, m: &mut Machine) -> Result<(), Error> {
         match self {
-            Guest::Demo => {
-                let ram = m.engine.mem().ram_size();
-                if ram < demo::DEMO_MIN_RAM {
-                    return Err(Error::Usage(format!(
-                        "the built-in demo guest needs at least {} MiB of RAM (-m)",
-                        demo::DEMO_MIN_RAM >> 20
-                    )));
-                }
-                flat::load_flat(
-                    &mut m.engine,
-                    demo::DEMO_GUEST,
-                    demo::DEMO_LOAD,
-                    demo::DEMO_LOAD,
-                )
-                .map_err(|e| Error::Internal(format!("loading the demo guest: {e}")))
-            }
+            Guest::Demo => demo::load(&mut m.engine),
             Guest::Flat {
                 path,
                 image,

@@ -57,19 +57,55 @@ fn assemble(at: u64, f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>
     a.assemble(at).unwrap()
 }
 
+/// The demo's report as `src/demo.rs` formats it from the natively
+/// computed results.
+fn demo_serial() -> String {
+    cjemu::demo::expected_serial(&cjemu::demo::reference())
+}
+
 #[test]
 fn no_arguments_runs_the_demo_and_exits_0() {
     let o = cjemu(&[]);
     assert_eq!(status(&o), 0, "{}", stderr(&o));
-    // The guest prints over COM1, which is stdout; only its bytes are there.
-    // pi(10^5) = 9592; the primes below 10^5 sum to 454396537.
+    // The guest prints over COM1, which is stdout; only its bytes are there,
+    // and exactly the report the host computes independently.
     let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out, demo_serial());
+    let err = stderr(&o);
+    assert!(err.contains("match the host"), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    assert_eq!(err.lines().count(), 1, "only the verification line: {err}");
+}
+
+#[test]
+fn demo_reports_long_mode_and_the_known_prime_facts() {
+    let o = cjemu(&["-m", "8M"]);
+    assert_eq!(status(&o), 0, "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
     assert!(
-        out.starts_with("demo guest: 9592 primes below 100000, sum 454396537, prime hash 0x"),
+        lines
+            .iter()
+            .any(|l| l.starts_with("cjemu demo guest: switched to 64-bit long mode")),
         "{out}"
     );
-    assert_eq!(out.lines().count(), 1, "{out}");
-    assert!(stderr(&o).contains("match the host"), "{}", stderr(&o));
+    // pi(10^5) = 9592; the primes below 10^5 sum to 454396537.
+    assert!(
+        out.contains("9592 primes below 100000, summing to 454396537\n"),
+        "{out}"
+    );
+    assert!(
+        lines.iter().all(|l| l.starts_with("cjemu demo guest: ")),
+        "{out}"
+    );
+}
+
+#[test]
+fn demo_with_too_little_ram_is_a_usage_error() {
+    let o = cjemu(&["-m", "2M"]);
+    assert_eq!(status(&o), 2, "{}", stderr(&o));
+    assert_stdout_empty(&o);
+    assert!(stderr(&o).contains("at least 4 MiB"), "{}", stderr(&o));
 }
 
 #[test]
@@ -84,6 +120,21 @@ fn demo_stats_report_guest_mips_and_the_demo_registers() {
     assert_eq!(stat(&o, "exit"), "halted");
     assert_eq!(stat(&o, "state-hash").len(), 16);
     assert!(stat(&o, "blocks decoded").parse::<u64>().unwrap() > 0);
+    // The guest left the "DEMODONE" marker in R11 and halted in its 64-bit
+    // code, above its 32-bit entry (0x100020).
+    assert_eq!(stat(&o, "r11"), "0x454e4f444f4d4544");
+    let rip = u64::from_str_radix(stat(&o, "rip").trim_start_matches("0x"), 16).unwrap();
+    assert!(rip > 0x10_0400, "rip {rip:#x}");
+}
+
+#[test]
+fn demo_stats_with_serial_on_stdout_keep_the_streams_apart() {
+    let o = cjemu(&["--stats"]);
+    assert_eq!(status(&o), 0, "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), demo_serial());
+    assert!(stat(&o, "icount").parse::<u64>().unwrap() > 1_000_000);
+    assert!(stderr(&o).lines().any(|l| l.starts_with("icount: ")));
+    assert!(!stderr(&o).contains("cjemu demo guest"), "{}", stderr(&o));
 }
 
 #[test]
@@ -318,7 +369,7 @@ fn a_pasted_qemu_command_line_runs() {
         "64M",
     ]);
     assert_eq!(status(&o), 0, "{}", stderr(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).starts_with("demo guest:"));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), demo_serial());
     assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
 }
 
