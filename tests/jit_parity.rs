@@ -35,7 +35,10 @@ fn stat<'a>(stderr: &'a str, key: &str) -> &'a str {
 /// Run cjemu with `args`, `--accel accel --stats` and COM1 into a file in
 /// `dir`; killed after the harness's timeout.
 fn cjemu(args: &[String], accel: &str, dir: &Path, tag: &str) -> Run {
-    let out = dir.join(format!("jit-parity-{tag}-{}.out", accel.replace([',', '='], "-")));
+    let out = dir.join(format!(
+        "jit-parity-{tag}-{}.out",
+        accel.replace([',', '='], "-")
+    ));
     let _ = std::fs::remove_file(&out);
     let mut child = Command::new(env!("CARGO_BIN_EXE_cjemu"))
         .args(args)
@@ -88,7 +91,10 @@ fn tiers_agree(args: &[String], dir: &Path, tag: &str) -> Run {
             String::from_utf8_lossy(&want.serial),
             "{args:?}: serial output differs (left --accel {accel}, right interp)"
         );
-        assert_eq!(got.status, want.status, "{args:?} --accel {accel}: exit status");
+        assert_eq!(
+            got.status, want.status,
+            "{args:?} --accel {accel}: exit status"
+        );
         assert_eq!(got.icount, want.icount, "{args:?} --accel {accel}: icount");
         assert_eq!(
             got.state_hash, want.state_hash,
@@ -117,7 +123,7 @@ fn kernel_args(kernel: &Path, extra: &[&str]) -> Vec<String> {
     a
 }
 
-fn kernel(k: &PathBuf, extra: &[&str]) -> Run {
+fn kernel(k: &Path, extra: &[&str]) -> Run {
     let tag = extra.join("_").replace(['/', ' ', ','], "-");
     tiers_agree(&kernel_args(k, extra), k.parent().unwrap(), &tag)
 }

@@ -217,12 +217,12 @@ impl Engine {
         if block.exec_count.get() <= threshold {
             return None;
         }
-        let t0 = Instant::now();
         let jit = self.jit.get_or_insert_with(|| {
             Jit::new()
                 .map_err(|e| log::error!("the JIT cannot start ({e}); interpreting"))
                 .ok()
         });
+        let t0 = Instant::now();
         let r = match jit {
             Some(j) => j
                 .compile_for(block, &self.cx.cpu)

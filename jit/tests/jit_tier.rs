@@ -252,3 +252,99 @@ fn budget_slicing_under_the_jit_matches_an_unsliced_run() {
         }
     }
 }
+
+// ---- 16-bit code and the stack size ------------------------------------------
+
+/// Real mode at 0x7c00: a loop of 16-bit arithmetic, stack traffic, a call,
+/// MUL/DIV and a string store, then HLT.
+fn real_mode_guest() -> Vec<u8> {
+    let mut a = CodeAssembler::new(16).unwrap();
+    let mut top = a.create_label();
+    let mut sub = a.create_label();
+    (|| -> Result<(), IcedError> {
+        a.mov(cx, 300u32)?;
+        a.mov(ax, 7u32)?;
+        a.mov(di, 0x1000u32)?;
+        a.set_label(&mut top)?;
+        a.push(cx)?;
+        a.call(sub)?;
+        a.pop(cx)?;
+        a.add(ax, cx)?;
+        a.adc(bx, 0)?;
+        a.stosw()?;
+        a.and(di, 0x1ffe)?;
+        a.or(di, 0x1000)?;
+        a.loop_(top)?;
+        a.hlt()?;
+        a.set_label(&mut sub)?;
+        a.mov(si, cx)?;
+        a.or(si, 1)?;
+        a.xor(dx, dx)?;
+        a.mul(si)?;
+        a.div(si)?;
+        a.xor(ax, dx)?;
+        a.ret()
+    })()
+    .unwrap();
+    a.assemble(0x7c00).unwrap()
+}
+
+fn real_mode_engine(accel: Accel) -> Engine {
+    let mut e = Engine::new(RAM).unwrap();
+    e.config.accel = accel;
+    e.mem_mut()
+        .write_phys(GuestPhysAddr(0x7c00), &real_mode_guest())
+        .unwrap();
+    let cpu = e.cpu_mut();
+    cpu.seg[cjemu_jit::Seg::Cs as usize].base = 0;
+    cpu.seg[cjemu_jit::Seg::Cs as usize].selector = 0;
+    cpu.rip = 0x7c00;
+    cpu.gpr[4] = 0x7000;
+    assert_eq!(cpu.code_bitness(), 16);
+    e
+}
+
+/// Run 1000 instructions, make the stack 32-bit (SS.B, as "unreal mode"
+/// code can) with the stack moved up by 64 KiB (ESP = 0x1_0000 + SP, the
+/// live stack bytes copied there), run to HLT. Compiled blocks were compiled
+/// for a 16-bit stack (which would push at SP = 0x7000) and must not be
+/// entered after the change: the JIT engine ends as the interpreter does,
+/// stack memory included.
+fn real_mode_run(accel: Accel) -> (u64, [u64; 16], u64, Vec<u8>, Engine) {
+    let mut e = real_mode_engine(accel);
+    assert_eq!(e.run(1000), Exit::BudgetExhausted);
+    let stack = e.cpu().gpr[4];
+    let mut live = vec![0; (0x7000 - stack) as usize];
+    e.mem().read_phys(GuestPhysAddr(stack), &mut live).unwrap();
+    e.mem_mut()
+        .write_phys(GuestPhysAddr(0x1_0000 + stack), &live)
+        .unwrap();
+    let cpu = e.cpu_mut();
+    cpu.seg[cjemu_jit::Seg::Ss as usize].attrs |= cjemu_jit::state::seg_attr::DB;
+    cpu.gpr[4] = 0x1_0000 + stack;
+    let x = e.run(1 << 20);
+    assert_eq!(
+        x,
+        Exit::Halted,
+        "rip {:#x} icount {}",
+        e.cpu().rip,
+        e.cpu().icount
+    );
+    let mut mem = vec![0; 0x2_0000];
+    e.mem().read_phys(GuestPhysAddr(0), &mut mem).unwrap();
+    let c = e.cpu();
+    (c.icount, c.gpr, c.rip, mem, e)
+}
+
+#[test]
+fn real_mode_code_and_a_stack_size_change() {
+    let (n, gpr, rip, mem, _) = real_mode_run(Accel::Interp);
+    assert!(n > 3000, "{n}");
+    for threshold in [0, 2] {
+        let (jn, jgpr, jrip, jmem, e) = real_mode_run(Accel::Jit { threshold });
+        assert_eq!((jn, jgpr, jrip), (n, gpr, rip), "threshold {threshold}");
+        assert!(jmem == mem, "threshold {threshold}: memory differs");
+        assert!(e.stats.compiled_runs > 0, "16-bit blocks ran compiled");
+        assert_eq!(e.stats.compile_failures, 0);
+    }
+}
