@@ -32,7 +32,7 @@ Every option also works with a single dash (-kernel F, -m 256M), as in QEMU.
 Without -kernel, cjemu runs its built-in demo guest.
 
 QEMU options accepted for pasted command lines (at most a warning):
-  -display none, -nographic, -machine pc / -M pc, -accel tcg,
+  -display none, -nographic, -machine pc / -M pc, -accel tcg (= --accel jit),
   -device isa-debug-exit[,iobase=0xf4,iosize=0x04] (honoured), -device pc-testdev,
   -cpu X, -smp 1
 
@@ -196,8 +196,6 @@ pub struct Config {
     pub log_items: Vec<&'static LogItem>,
     pub log_file: Option<PathBuf>,
     pub accel: Accel,
-    /// `--accel` was given explicitly as `jit` (not QEMU's pasted `tcg`).
-    pub accel_jit_explicit: bool,
     pub icount: Option<Icount>,
     pub record_replay: Option<RecordReplay>,
     pub stats: bool,
@@ -233,9 +231,6 @@ impl Config {
                 hint: hint.map(Into::into),
             })
         };
-        if self.accel_jit_explicit {
-            return ni("--accel jit", Some("use --accel interp"));
-        }
         if self.icount.is_some() {
             return ni("--icount", None);
         }
@@ -403,9 +398,9 @@ fn validate(raw: RawArgs) -> Result<Config, Error> {
         None => DEFAULT_RAM,
     };
     let flat = parse_flat(&raw)?;
-    let (accel, accel_jit_explicit) = match &raw.accel {
+    let accel = match &raw.accel {
         Some(a) => parse_accel(a, &mut warnings).map_err(|e| usage(format!("--accel {a}: {e}")))?,
-        None => (Accel::Interp, false),
+        None => Accel::Interp,
     };
     let mut log_items = Vec::new();
     for l in &raw.log_items {
@@ -446,7 +441,6 @@ fn validate(raw: RawArgs) -> Result<Config, Error> {
         log_items,
         log_file: raw.log_file,
         accel,
-        accel_jit_explicit,
         icount,
         record_replay,
         stats: raw.stats,
@@ -527,11 +521,9 @@ fn parse_flat(raw: &RawArgs) -> Result<Option<FlatLoad>, Error> {
     Ok(Some(FlatLoad { load, entry }))
 }
 
-/// `--accel interp|jit|tcg[,threshold=N]`. Returns the engine and whether
-/// `jit` was asked for by name (QEMU's `tcg`, which pasted command lines
-/// carry, falls back to the interpreter with a warning while the JIT does not
-/// exist; an explicit `jit` is reported as not implemented).
-pub fn parse_accel(s: &str, warnings: &mut Vec<String>) -> Result<(Accel, bool), String> {
+/// `--accel interp|jit|tcg[,threshold=N]`: QEMU's `tcg`, which pasted
+/// command lines carry, is the JIT.
+pub fn parse_accel(s: &str, warnings: &mut Vec<String>) -> Result<Accel, String> {
     let mut parts = s.split(',');
     let name = parts.next().unwrap_or("");
     let mut threshold = None;
@@ -555,13 +547,8 @@ pub fn parse_accel(s: &str, warnings: &mut Vec<String>) -> Result<(Accel, bool),
     }
     match name {
         "interp" if threshold.is_some() => Err("threshold= applies only to jit".into()),
-        "interp" => Ok((Accel::Interp, false)),
-        "jit" => Ok((Accel::Jit { threshold }, true)),
-        "tcg" => {
-            warnings
-                .push("--accel tcg: the JIT is not implemented yet; using the interpreter".into());
-            Ok((Accel::Interp, false))
-        }
+        "interp" => Ok(Accel::Interp),
+        "jit" | "tcg" => Ok(Accel::Jit { threshold }),
         "kvm" | "hvf" | "whpx" | "xen" | "nvmm" => Err(format!(
             "cjemu has no {name}; it emulates the CPU in software (use interp or jit)"
         )),
@@ -959,18 +946,25 @@ mod tests {
     #[test]
     fn accel_spellings() {
         let mut w = Vec::new();
-        assert_eq!(parse_accel("interp", &mut w), Ok((Accel::Interp, false)));
+        assert_eq!(parse_accel("interp", &mut w), Ok(Accel::Interp));
         assert_eq!(
             parse_accel("jit", &mut w),
-            Ok((Accel::Jit { threshold: None }, true))
+            Ok(Accel::Jit { threshold: None })
         );
         assert_eq!(
             parse_accel("jit,threshold=0", &mut w),
-            Ok((Accel::Jit { threshold: Some(0) }, true))
+            Ok(Accel::Jit { threshold: Some(0) })
+        );
+        assert_eq!(
+            parse_accel("tcg,threshold=7", &mut w),
+            Ok(Accel::Jit { threshold: Some(7) })
         );
         assert!(w.is_empty());
-        assert_eq!(parse_accel("tcg", &mut w), Ok((Accel::Interp, false)));
-        assert_eq!(w.len(), 1, "tcg falls back with a warning");
+        assert_eq!(
+            parse_accel("tcg,thread=single", &mut w),
+            Ok(Accel::Jit { threshold: None })
+        );
+        assert_eq!(w.len(), 1, "thread= is ignored with a warning");
         assert!(parse_accel("interp,threshold=5", &mut w).is_err());
         assert!(parse_accel("jit,threshold=x", &mut w).is_err());
         assert!(parse_accel("jit,speed=max", &mut w).is_err());
@@ -987,11 +981,12 @@ mod tests {
             assert_eq!(c.nyi(), None);
         }
         let c = run(&["-accel", "tcg"]);
-        assert_eq!(c.accel, Accel::Interp);
+        assert_eq!(c.accel, Accel::Jit { threshold: None });
         assert_eq!(c.nyi(), None);
-        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings.is_empty());
         let c = run(&["--accel", "jit,threshold=0"]);
-        assert!(c.nyi().unwrap().starts_with("--accel jit"));
+        assert_eq!(c.accel, Accel::Jit { threshold: Some(0) });
+        assert_eq!(c.nyi(), None);
         assert!(usage_text(&["--accel", "warp"]).contains("warp"));
     }
 
@@ -1139,8 +1134,9 @@ mod tests {
         ]);
         assert!(c.no_reboot);
         assert_eq!(c.nyi(), None);
-        // -accel tcg and -cpu max warn; nothing else does.
-        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        // -cpu max warns; nothing else does (-accel tcg is the JIT).
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert_eq!(c.accel, Accel::Jit { threshold: None });
         assert!(run(&["-M", "pc-i440fx-7.2"]).warnings.is_empty());
         assert!(run(&["--machine", "type=pc"]).warnings.is_empty());
         assert_eq!(run(&["-display", "gtk"]).warnings.len(), 1);

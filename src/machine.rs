@@ -43,6 +43,16 @@ pub struct RunReport {
     pub run_time: Duration,
 }
 
+/// The engine's tier for the command line's `--accel`.
+pub fn engine_tier(accel: Accel) -> cjemu_jit::Accel {
+    match accel {
+        Accel::Interp => cjemu_jit::Accel::Interp,
+        Accel::Jit { threshold } => cjemu_jit::Accel::Jit {
+            threshold: threshold.unwrap_or(cjemu_jit::engine::DEFAULT_JIT_THRESHOLD),
+        },
+    }
+}
+
 impl Machine {
     /// A machine with `ram_size` bytes of RAM, the given CPU engine, no
     /// serial port and the default debug-exit port.
@@ -57,14 +67,11 @@ impl Machine {
         serial: Vec<Box<dyn SerialOutput>>,
         debug_exit: DebugExitConfig,
     ) -> Result<Machine, Error> {
-        if accel != Accel::Interp {
-            // The CLI reports the JIT as not implemented before we get here.
-            return Err(Error::not_implemented("--accel jit"));
-        }
         let pc = Rc::new(RefCell::new(Pc::new(serial, debug_exit)?));
         let mut mem = GuestMemory::new(ram_size).map_err(|e| Error::Usage(format!("-m: {e}")))?;
         pc.borrow().map_mmio(&mut mem)?;
-        let engine = Engine::with_memory(mem, Box::new(PcIo(pc.clone())));
+        let mut engine = Engine::with_memory(mem, Box::new(PcIo(pc.clone())));
+        engine.config.accel = engine_tier(accel);
         Ok(Machine { engine, pc })
     }
 

@@ -29,9 +29,26 @@ pub fn render(e: &Engine, r: &RunReport) -> String {
     kv("icount", c.icount.to_string());
     kv("guest MIPS", format!("{:.2}", mips(c.icount, secs)));
     kv("run time", format!("{secs:.6} s"));
-    kv("engine", "interp".into());
+    let st = &e.stats;
+    kv(
+        "engine",
+        match e.config.accel {
+            cjemu_jit::Accel::Interp => "interp".into(),
+            cjemu_jit::Accel::Jit { threshold } => format!("jit (threshold {threshold})"),
+        },
+    );
     kv("blocks decoded", e.blocks_decoded().to_string());
-    kv("blocks run", e.stats.blocks_run.to_string());
+    kv("blocks run", st.blocks_run.to_string());
+    kv("blocks run compiled", st.compiled_runs.to_string());
+    kv("blocks compiled", st.blocks_compiled.to_string());
+    kv("blocks not compiled", st.compile_failures.to_string());
+    let compile_secs = st.compile_ns as f64 / 1e9;
+    kv("compile time", format!("{compile_secs:.6} s"));
+    let tries = st.blocks_compiled + st.compile_failures;
+    kv(
+        "compile time per block",
+        format!("{:.1} us", st.compile_ns as f64 / 1e3 / tries.max(1) as f64),
+    );
     kv("exceptions", e.stats.exceptions.to_string());
     kv("state-hash", format!("{:016x}", machine_hash(e)));
     for r in Gpr::ALL {
@@ -77,15 +94,44 @@ mod tests {
         assert_eq!(get("rax"), "0x000000000000002a");
         assert_eq!(get("rip"), "0x0000000000001003");
         assert_eq!(get("state-hash").len(), 16);
+        assert_eq!(get("engine"), "interp");
+        assert_eq!(get("blocks compiled"), "0");
         for k in [
             "guest MIPS",
             "run time",
             "blocks decoded",
+            "compile time",
+            "compile time per block",
             "rflags",
             "r15",
             "exit",
         ] {
             get(k);
         }
+    }
+
+    #[test]
+    fn stats_show_the_jit_tier_and_its_compile_counters() {
+        let mut e = Engine::new(1 << 20).unwrap();
+        e.config.accel = cjemu_jit::Accel::Jit { threshold: 0 };
+        // mov al, 42; hlt: one block, compiled at first sight.
+        crate::flat::load_flat(&mut e, &[0xb0, 0x2a, 0xf4], 0x1000, 0x1000).unwrap();
+        e.run(10);
+        let r = RunReport {
+            outcome: Outcome::PoweredOff,
+            run_time: Duration::from_millis(1),
+        };
+        let text = render(&e, &r);
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+                .unwrap_or_else(|| panic!("no {k} in {text}"))
+                .to_string()
+        };
+        assert_eq!(get("engine"), "jit (threshold 0)");
+        assert_eq!(get("blocks compiled"), "1");
+        assert_eq!(get("blocks run compiled"), "1");
+        assert_eq!(get("icount"), "2");
+        assert_ne!(get("compile time"), "0.000000 s");
     }
 }

@@ -323,8 +323,7 @@ fn image_that_does_not_fit_in_ram_is_status_2() {
 #[test]
 fn features_not_implemented_yet_say_so_in_one_line_with_status_2() {
     for args in [
-        &["--accel", "jit"][..],
-        &["--icount", "shift=auto"],
+        &["--icount", "shift=auto"][..],
         &["--record", "r.log"],
         &["--replay", "r.log"],
         &["-s"],

@@ -83,6 +83,10 @@ pub struct Block {
     pub insns: Vec<Insn>,
     /// How many times the block has been entered.
     pub exec_count: std::cell::Cell<u64>,
+    /// The JIT's translation, once the engine has tried to compile the
+    /// block: `Some` compiled, `None` compilation failed (not retried). It
+    /// is dropped with the block (a code write drops both).
+    pub compiled: std::cell::OnceCell<Option<crate::cranelift::CompiledBlock>>,
 }
 
 /// Must this instruction be the last of its block? Control transfers,
@@ -404,5 +408,6 @@ fn decode_block(cx: &mut Interp, key: BlockKey, lin: u64, phys: u64) -> Result<B
         pages,
         insns,
         exec_count: std::cell::Cell::new(0),
+        compiled: std::cell::OnceCell::new(),
     })
 }

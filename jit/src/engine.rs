@@ -5,8 +5,9 @@
 //! needs the machine's attention. Interrupts and exceptions are taken only
 //! between instructions at block boundaries.
 
-use crate::block::BlockCache;
+use crate::block::{Block, BlockCache};
 use crate::cpuid::Features;
+use crate::cranelift::{CompiledBlock, Jit, JitExit};
 use crate::emit::Stop;
 use crate::exception::Exception;
 use crate::interp::Interp;
@@ -14,6 +15,7 @@ use crate::interrupt::{self, Delivery};
 use crate::memory::{GuestMemory, IoBus, NoIo};
 use crate::state::{exit_req, CpuState};
 use std::fmt;
+use std::time::Instant;
 
 /// Why [`Engine::run`] returned.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -51,12 +53,34 @@ impl fmt::Debug for Exit {
     }
 }
 
+/// Which tier runs guest code. The choice never changes a guest-visible
+/// result, the instruction count or where [`Engine::run`] returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Accel {
+    /// Every block is interpreted.
+    #[default]
+    Interp,
+    /// A block is compiled with Cranelift once it has been entered
+    /// `threshold` times (0: at first sight) and runs compiled from then
+    /// on. Blocks that do not compile, and compiled blocks the budget
+    /// left does not cover, are interpreted.
+    Jit {
+        /// Interpreted entries before a block is compiled.
+        threshold: u64,
+    },
+}
+
+/// The JIT's default compile threshold.
+pub const DEFAULT_JIT_THRESHOLD: u64 = 2;
+
 /// Engine options.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EngineConfig {
     /// Return exceptions to the caller instead of delivering them through
     /// the guest's IDT (for embedding and instruction tests).
     pub exceptions_exit: bool,
+    /// The execution tier.
+    pub accel: Accel,
 }
 
 /// Counters for `--stats`.
@@ -66,12 +90,22 @@ pub struct EngineStats {
     pub blocks_run: u64,
     /// Exceptions raised.
     pub exceptions: u64,
+    /// Blocks compiled by the JIT.
+    pub blocks_compiled: u64,
+    /// Blocks the JIT could not compile (interpreted instead).
+    pub compile_failures: u64,
+    /// Time spent compiling (failures included), nanoseconds.
+    pub compile_ns: u64,
+    /// Block entries run as compiled code.
+    pub compiled_runs: u64,
 }
 
 /// The CPU engine.
 pub struct Engine {
     cx: Interp,
     blocks: BlockCache,
+    /// The compiler, created on first use; `None` after it failed to start.
+    jit: Option<Option<Jit>>,
     /// Options.
     pub config: EngineConfig,
     /// Counters.
@@ -91,6 +125,7 @@ impl Engine {
         Engine {
             cx: Interp::new(Box::default(), mem, io),
             blocks: BlockCache::new(),
+            jit: None,
             config: EngineConfig::default(),
             stats: EngineStats::default(),
         }
@@ -172,6 +207,83 @@ impl Engine {
         }
     }
 
+    /// The compiled form of `block`, compiling it now if it has been
+    /// entered `threshold` times before this entry. `None`: interpret it.
+    fn compiled<'b>(&mut self, block: &'b Block, threshold: u64) -> Option<&'b CompiledBlock> {
+        if let Some(c) = block.compiled.get() {
+            return c.as_ref();
+        }
+        // `exec_count` already includes this entry.
+        if block.exec_count.get() <= threshold {
+            return None;
+        }
+        let jit = self.jit.get_or_insert_with(|| {
+            Jit::new()
+                .map_err(|e| log::error!("the JIT cannot start ({e}); interpreting"))
+                .ok()
+        });
+        let t0 = Instant::now();
+        let r = match jit {
+            Some(j) => j
+                .compile_for(block, &self.cx.cpu)
+                .map_err(|e| log::debug!("block {:#x} not compiled: {e}", block.key.rip))
+                .ok(),
+            None => None,
+        };
+        self.stats.compile_ns += t0.elapsed().as_nanos() as u64;
+        match r {
+            Some(_) => self.stats.blocks_compiled += 1,
+            None => self.stats.compile_failures += 1,
+        }
+        block.compiled.get_or_init(|| r).as_ref()
+    }
+
+    /// After a block (or instruction) retired with `exit_req` set, or a
+    /// REP stopped: drop written code, and say whether the run ends.
+    fn leave_block(&mut self) -> Option<Exit> {
+        let req = std::mem::take(&mut self.cx.cpu.exit_req);
+        self.sync_code_writes();
+        if req & exit_req::HALT != 0 {
+            return Some(Exit::Halted);
+        }
+        if req & exit_req::DEVICE != 0 {
+            return Some(Exit::Device);
+        }
+        None
+    }
+
+    /// `ex` stopped the current instruction: drop written code and
+    /// deliver it. `Some` ends the run.
+    fn fault(&mut self, ex: Exception) -> Option<Exit> {
+        self.cx.cpu.exit_req = 0;
+        self.sync_code_writes();
+        self.raise(ex)
+    }
+
+    /// Run `block` compiled. `None`: it ran and the loop goes on with the
+    /// next block; `Some(Ok(exit))`: the run ends; `Some(Err(()))`: not
+    /// entered, the interpreter runs it.
+    fn run_compiled(&mut self, c: &CompiledBlock) -> Result<Option<Exit>, ()> {
+        match c.run(&mut self.cx) {
+            JitExit::NotEntered => Err(()),
+            JitExit::Completed => {
+                self.stats.compiled_runs += 1;
+                if self.cx.cpu.exit_req != 0 {
+                    return Ok(self.leave_block());
+                }
+                Ok(None)
+            }
+            JitExit::Restart => {
+                self.stats.compiled_runs += 1;
+                Ok(self.leave_block())
+            }
+            JitExit::Fault(ex) => {
+                self.stats.compiled_runs += 1;
+                Ok(self.fault(ex))
+            }
+        }
+    }
+
     /// Run at most `budget` instructions.
     pub fn run(&mut self, budget: u64) -> Exit {
         self.cx.cpu.budget = budget;
@@ -197,6 +309,15 @@ impl Engine {
             // instructions end theirs). It is cleared as that instruction
             // begins, so one that sets it again (MOV SS; STI) keeps its own.
             self.cx.cpu.interrupt_shadow = 0;
+            if let Accel::Jit { threshold } = self.config.accel {
+                if let Some(c) = self.compiled(&block, threshold) {
+                    match self.run_compiled(c) {
+                        Ok(Some(exit)) => return exit,
+                        Ok(None) => continue,
+                        Err(()) => {} // the budget ends inside: interpret
+                    }
+                }
+            }
             let bitness = block.key.bitness;
             let whole_block = self.cx.cpu.budget >= block.insns.len() as u64;
             for insn in &block.insns {
@@ -206,35 +327,31 @@ impl Engine {
                 match self.cx.step(insn, bitness, whole_block) {
                     Ok(()) => {
                         if self.cx.cpu.exit_req != 0 {
-                            let req = std::mem::take(&mut self.cx.cpu.exit_req);
-                            self.sync_code_writes();
-                            if req & exit_req::HALT != 0 {
-                                return Exit::Halted;
-                            }
-                            if req & exit_req::DEVICE != 0 {
-                                return Exit::Device;
+                            if let Some(exit) = self.leave_block() {
+                                return exit;
                             }
                             break;
                         }
                     }
                     Err(Stop::Fault(ex)) => {
-                        self.cx.cpu.exit_req = 0;
-                        self.sync_code_writes();
-                        if let Some(exit) = self.raise(ex) {
+                        if let Some(exit) = self.fault(ex) {
                             return exit;
                         }
                         break;
                     }
                     Err(Stop::Restart) => {
-                        let req = std::mem::take(&mut self.cx.cpu.exit_req);
-                        self.sync_code_writes();
-                        if req & exit_req::DEVICE != 0 {
-                            return Exit::Device;
+                        if let Some(exit) = self.leave_block() {
+                            return exit;
                         }
                         break;
                     }
                 }
             }
         }
+    }
+
+    /// Counters of the JIT compiler, if it has been started.
+    pub fn jit_stats(&self) -> Option<crate::cranelift::JitStats> {
+        self.jit.as_ref()?.as_ref().map(|j| j.stats)
     }
 }

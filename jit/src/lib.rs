@@ -39,6 +39,6 @@ pub mod sse;
 pub mod state;
 pub mod x87;
 
-pub use engine::{Engine, EngineConfig, Exit};
+pub use engine::{Accel, Engine, EngineConfig, Exit};
 pub use exception::Exception;
 pub use state::{CpuState, Gpr, Seg};

@@ -12,7 +12,7 @@
 
 use cjemu_jit::memory::GuestPhysAddr;
 use cjemu_jit::setup::flat_long_mode;
-use cjemu_jit::{Engine, Exit};
+use cjemu_jit::{Accel, Engine, Exit};
 use iced_x86::{Decoder, DecoderOptions, Mnemonic};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -90,14 +90,21 @@ fn native(host: &Path) -> Vec<u8> {
 
 /// Run the guest build in cjemu: how the run ended and the result area.
 fn emulated(bin: &[u8]) -> (Exit, Vec<u8>) {
+    let (exit, out, _) = emulated_on(bin, Accel::Interp);
+    (exit, out)
+}
+
+/// [`emulated`] on a given tier, with the instruction count.
+fn emulated_on(bin: &[u8], accel: Accel) -> (Exit, Vec<u8>, u64) {
     let mut e = Engine::new(4 << 20).unwrap();
     e.config.exceptions_exit = true;
+    e.config.accel = accel;
     e.mem_mut().write_phys(GuestPhysAddr(LOAD), bin).unwrap();
     flat_long_mode(&mut e, GuestPhysAddr(TABLES), LOAD, STACK_TOP).unwrap();
     let exit = e.run(50_000_000);
     let mut out = vec![0; RESULT_SIZE];
     e.mem().read_phys(GuestPhysAddr(RESULTS), &mut out).unwrap();
-    (exit, out)
+    (exit, out, e.cpu().icount)
 }
 
 fn first_diff(a: &[u8], b: &[u8]) -> Option<usize> {
@@ -137,6 +144,32 @@ fn c_program_long_double_matches_host() {
         None,
         "long double part differs"
     );
+}
+
+/// The whole program under the JIT (every block compiled at first sight,
+/// and after two entries) gives the host's bytes, and ends where the
+/// interpreter ends after the same number of instructions.
+#[test]
+fn c_program_under_the_jit_matches_host_and_interpreter() {
+    let (bin, host) = build("jit");
+    let want = native(&host);
+    let (exit, got, n) = emulated_on(&bin, Accel::Interp);
+    assert_eq!(exit, Exit::Halted);
+    assert_eq!(
+        first_diff(&want, &got),
+        None,
+        "interpreter differs from host"
+    );
+    for threshold in [0, 2] {
+        let (jexit, jgot, jn) = emulated_on(&bin, Accel::Jit { threshold });
+        assert_eq!(jexit, exit, "threshold {threshold}");
+        assert_eq!(
+            first_diff(&want, &jgot),
+            None,
+            "threshold {threshold}: JIT differs from host"
+        );
+        assert_eq!(jn, n, "threshold {threshold}: icount");
+    }
 }
 
 /// gcc really emitted packed SSE2 arithmetic and x87 instructions (checked

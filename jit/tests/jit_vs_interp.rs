@@ -9,9 +9,7 @@
 //! → #PF, crossing into a not-present page) in the middle of a block.
 
 use cjemu_jit::block::{Block, BlockCache, Insn};
-use cjemu_jit::cranelift::{
-    CompiledBlock, Jit, JitError, JitExit, JitOptions, OptLevel, SemSource,
-};
+use cjemu_jit::cranelift::{CompiledBlock, Jit, JitExit, JitOptions, OptLevel, SemSource};
 use cjemu_jit::emit::{Emitter, SemResult, Width};
 use cjemu_jit::flags::{CcKind, CcOp, FlagSet};
 use cjemu_jit::interp::Interp;
@@ -563,6 +561,7 @@ fn run_random(jit: &mut Jit, seed: u64, cases: usize, danger_pct: u64) -> (usize
             JitExit::Completed => completed += 1,
             JitExit::Fault(_) => faulted += 1,
             JitExit::NotEntered => panic!("case {k}: not entered with a full budget"),
+            JitExit::Restart => panic!("case {k}: no REP instruction was generated"),
         }
     }
     (completed, faulted)
@@ -881,22 +880,35 @@ fn jl_without_known_producer_calls_helper() {
     assert_eq!(count(&clif, "icmp slt"), 0);
 }
 
+/// Helper instructions (CPUID, DIV) compile as calls to the interpreter's
+/// handler, in the middle and at the end of a block, and leave the state the
+/// interpreter leaves, also when the helper faults (#DE) mid-block.
 #[test]
-fn unsupported_forms_are_reported() {
-    let code = assemble(|a| {
-        a.mov(rax, 1i64)?;
-        a.cpuid()
-    });
-    let (_, _, block) = block_of(code);
+fn helper_forms_compile_as_interpreter_calls() {
     let mut jit = Jit::new().unwrap();
-    match jit.compile(&block) {
-        Err(JitError::Unsupported(m)) => assert!(m.contains("Cpuid"), "{m}"),
-        Err(e) => panic!("wrong error {e}"),
-        Ok(_) => panic!("CPUID compiled"),
-    }
-    // The JIT stays usable after a refused block.
-    let (_, _, block) = block_of(assemble(|a| a.jmp(CODE)));
-    assert!(jit.compile(&block).is_ok());
+    let ok = assemble(|a| {
+        a.mov(rax, 100i64)?;
+        a.add(rcx, 7)?;
+        a.xor(edx, edx)?;
+        a.div(rcx)?; // helper mid-block: 100 / 7
+        a.add(rax, rdx)?; // registers written by the helper are reloaded
+        a.cmp(rax, 16)?;
+        a.cpuid() // helper ending the block, flags set before it
+    });
+    let (_, _, block) = block_of(ok.clone());
+    let clif = jit.clif(&block).unwrap();
+    assert_eq!(count(&clif, "call_indirect"), 2, "{clif}");
+    let exit = check_case(&mut jit, &plain_case(ok, [0; 16]), "div+cpuid");
+    assert_eq!(exit, JitExit::Completed);
+
+    let de = assemble(|a| {
+        a.mov(rax, 100i64)?;
+        a.div(rcx)?; // RCX = 0: #DE, RAX already written by the block
+        a.mov(rbx, 1i64)?;
+        a.jmp(CODE)
+    });
+    let exit = check_case(&mut jit, &plain_case(de, [0; 16]), "div by zero");
+    assert_eq!(exit, JitExit::Fault(Exception::de()));
 }
 
 // ---- `when`, `raise_if` and unknown flags, through custom semantics -----------------

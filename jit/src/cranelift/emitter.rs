@@ -63,6 +63,7 @@ pub(crate) struct Sigs {
     pub store: SigRef,
     pub cond: SigRef,
     pub rflags: SigRef,
+    pub exec: SigRef,
 }
 
 /// Where RIP points when the block is left.
@@ -126,6 +127,10 @@ pub struct ClifEmitter<'a, 'f> {
     next_ip: u64,
     live: FlagSet,
     bitness: u32,
+    /// Stack size (SS.B) the block is compiled for.
+    stack_bits: u32,
+    /// The code has returned for good (a helper was the last instruction).
+    returned: bool,
     /// The current instruction called `jump`.
     jumped: bool,
     /// The current instruction called a helper that may set `exit_req`.
@@ -151,6 +156,7 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
         sigs: Sigs,
         ips: Vec<u64>,
         bitness: u32,
+        stack_bits: u32,
     ) -> Self {
         let n = ips.len();
         let vars = core::array::from_fn(|_| b.declare_var(I64));
@@ -173,6 +179,8 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
             next_ip: 0,
             live: FlagSet::ARITH,
             bitness,
+            stack_bits,
+            returned: false,
             jumped: false,
             called_slow_path: false,
             exits: vec![None; n + 1],
@@ -260,8 +268,61 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
         }
     }
 
+    /// Compile the current instruction as a call to the interpreter's
+    /// handler ([`runtime::exec_insn`] with helper index `j`). Everything
+    /// the block holds in variables goes to `CpuState` first, and is
+    /// reloaded from there afterwards. Any answer but "continue" is
+    /// returned as the block's status at once: the helper has left
+    /// `CpuState` complete and exact (counts, RIP, `exit_req`).
+    pub(crate) fn call_interp(&mut self, j: usize) {
+        self.flush_state();
+        let ctx = self.ctx;
+        let j = self.k(j as u64);
+        let adj = self.k(self.pending_count());
+        let st = self.call_helper(
+            self.sigs.exec,
+            runtime::exec_insn as *const (),
+            &[ctx, j, adj],
+        );
+        if self.idx + 1 == self.n {
+            // "Continue" after the last instruction is "completed", and RIP
+            // is where the interpreter put it.
+            self.b.ins().return_(&[st]);
+            self.returned = true;
+            return;
+        }
+        let ret = self.b.create_block();
+        let cont = self.b.create_block();
+        self.b.ins().brif(st, ret, &[], cont, &[]);
+        self.b.seal_block(ret);
+        self.b.seal_block(cont);
+        self.b.set_cold_block(ret);
+        self.b.switch_to_block(ret);
+        self.b.ins().return_(&[st]);
+        self.b.switch_to_block(cont);
+    }
+
+    /// Store every register and the lazy flags the block changed, and
+    /// forget what the block knows about them: from here on they are read
+    /// from `CpuState` again (a helper may have changed them).
+    fn flush_state(&mut self) {
+        for s in 0..SLOTS {
+            if self.dirty[s] {
+                let v = self.b.use_var(self.vars[s]);
+                self.store_field(slot_field(s), v);
+            }
+        }
+        self.store_cc();
+        self.slot = [Slot::Untouched; SLOTS];
+        self.dirty = [false; SLOTS];
+        self.cc = CcState::InMemory;
+    }
+
     /// Leave the block after its last instruction.
     pub(crate) fn final_exit(&mut self) {
+        if self.returned {
+            return;
+        }
         let rip = if self.jumped {
             RipAt::Var
         } else {
@@ -749,13 +810,9 @@ impl Emitter for ClifEmitter<'_, '_> {
     }
 
     fn stack_bits(&self) -> u32 {
-        if self.bitness == 64 {
-            64
-        } else {
-            // SS.B is run-time state the block key does not include yet.
-            // `fail` needs &mut; the compiler checks this case up front.
-            32
-        }
+        // SS.B is run-time state the block key does not include: the block
+        // is compiled for one value and not entered under the other.
+        self.stack_bits
     }
 }
 

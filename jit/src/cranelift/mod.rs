@@ -17,9 +17,18 @@
 //!   access, write to a code page) the block returns [`JitExit::Completed`]
 //!   right after that instruction; `exit_req` is left for the engine.
 //!
-//! Only 64-bit blocks whose instructions all have generic semantics
-//! (`Sem::Emit`) compile for now; anything else is `JitError::Unsupported`
-//! and runs in the interpreter.
+//! - Instructions with `Sem::Helper` semantics (and any the semantics
+//!   table does not know) are compiled as a call to
+//!   [`runtime::exec_insn`], which runs the interpreter's handler for that
+//!   one instruction on the same state: registers and lazy flags held in
+//!   Cranelift variables are stored before the call and reloaded after. A
+//!   helper instruction that faults, asks to leave (`exit_req`) or stops a
+//!   REP at the budget ([`JitExit::Restart`]) leaves the block with the
+//!   state exactly as the interpreter leaves it.
+//! - 16-, 32- and 64-bit code compiles (the block key has the bitness). The
+//!   stack size of 16/32-bit code (SS.B) is not part of the key: a block is
+//!   compiled for the SS.B of the moment and is not entered under another
+//!   ([`JitExit::NotEntered`]).
 
 mod emitter;
 mod mem;
@@ -27,12 +36,12 @@ pub mod runtime;
 
 pub use emitter::ClifEmitter;
 
-use crate::block::Block;
+use crate::block::{Block, Insn};
 use crate::emit::{Emitter, Stop};
 use crate::exception::Exception;
-use crate::interp::Interp;
+use crate::interp::{mask_ip, Interp};
 use crate::semantics::{self, Sem};
-use crate::state::{offset_of_field, CpuState, Field};
+use crate::state::{offset_of_field, seg_attr, CpuState, Field, Seg};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::types::I64;
 use cranelift_codegen::ir::{AbiParam, InstBuilder, MemFlagsData, Signature};
@@ -53,6 +62,14 @@ pub mod status {
     pub const NOT_ENTERED: u64 = 1;
     /// A slow path faulted; the exception is in `JitCtx::fault`.
     pub const FAULT: u64 = 2;
+    /// A helper instruction retired and asked to leave (`exit_req`);
+    /// `CpuState` is complete.
+    pub const LEFT: u64 = 3;
+    /// A helper instruction (REP string, string I/O) stopped before its
+    /// end; RIP is still on it.
+    pub const RESTART: u64 = 4;
+    /// A helper panicked; the payload is in `JitCtx::panic`.
+    pub const PANIC: u64 = 5;
     /// `STATIC_FAULT + i`: the block's i-th compile-time exception.
     pub const STATIC_FAULT: u64 = 16;
 }
@@ -76,8 +93,14 @@ pub enum JitError {
 pub enum JitExit {
     /// Ran to its end (or to an instruction that set `exit_req`).
     Completed,
-    /// Not entered: the budget is shorter than the block.
+    /// Not entered: the budget is shorter than the block (or the stack size
+    /// of 16/32-bit code is not the one it was compiled for). Nothing
+    /// changed; the interpreter runs the block.
     NotEntered,
+    /// A REP string (or string I/O) instruction stopped before its end, as
+    /// the interpreter's `Stop::Restart`: RIP is on it, the iterations done
+    /// are counted.
+    Restart,
     /// An instruction faulted: RIP points at it, it did not retire.
     Fault(Exception),
 }
@@ -108,6 +131,15 @@ pub struct CompiledBlock {
     func: BlockFn,
     /// Exceptions the code raises by status `STATIC_FAULT + i`.
     statics: Vec<Exception>,
+    /// The instructions the code runs through the interpreter, by the index
+    /// it passes to [`runtime::exec_insn`].
+    helpers: Vec<Insn>,
+    /// Code size (16, 32, 64).
+    bitness: u32,
+    /// Stack size the code was compiled for (16/32-bit code).
+    stack_bits: u32,
+    /// Instructions run through the interpreter (helpers).
+    pub helper_insns: usize,
     /// Guest instructions in the block.
     pub insns: usize,
     /// Bytes of host code.
@@ -117,35 +149,47 @@ pub struct CompiledBlock {
 impl CompiledBlock {
     /// Run the block on `cx` (its RIP must be the block's start).
     pub fn run(&self, cx: &mut Interp) -> JitExit {
+        if self.bitness != 64 && stack_bits(&cx.cpu) != self.stack_bits {
+            return JitExit::NotEntered;
+        }
         let interp: *mut Interp = cx;
         // SAFETY: both pointers come from `cx`, which we hold exclusively
         // for the call. The code accesses only `CpuState` fields (through
         // `offset_of_field`) and guest RAM through TLB entries, which point
         // into RAM by the TLB's invariant; helpers get the `Interp` back
-        // through the context.
-        let st = unsafe {
+        // through the context, and `helpers` outlives the call.
+        let (st, rc) = unsafe {
             let cpu: *mut CpuState = &mut *(*interp).cpu;
             let mut rc = JitCtx {
                 value: 0,
                 interp,
                 fault: None,
+                helpers: self.helpers.as_ptr(),
+                bitness: self.bitness,
+                panic: None,
             };
             let st = (self.func)(cpu, &mut rc);
-            if st == status::FAULT {
-                return match rc.fault {
-                    Some(ex) => JitExit::Fault(ex),
-                    None => {
-                        log::error!("compiled block reported a fault without an exception");
-                        JitExit::Fault(Exception::ud())
-                    }
-                };
-            }
-            st
+            (st, rc)
         };
         match st {
-            status::COMPLETED => JitExit::Completed,
+            status::COMPLETED | status::LEFT => JitExit::Completed,
             status::NOT_ENTERED => JitExit::NotEntered,
-            s => match self.statics.get((s - status::STATIC_FAULT) as usize) {
+            status::RESTART => JitExit::Restart,
+            status::FAULT => match rc.fault {
+                Some(ex) => JitExit::Fault(ex),
+                None => {
+                    log::error!("compiled block reported a fault without an exception");
+                    JitExit::Fault(Exception::ud())
+                }
+            },
+            status::PANIC => match rc.panic {
+                Some(p) => std::panic::resume_unwind(p),
+                None => panic!("compiled block reported a panic without a payload"),
+            },
+            s => match s
+                .checked_sub(status::STATIC_FAULT)
+                .and_then(|k| self.statics.get(k as usize))
+            {
                 Some(&ex) => JitExit::Fault(ex),
                 None => {
                     log::error!("compiled block returned unknown status {s}");
@@ -153,6 +197,16 @@ impl CompiledBlock {
                 }
             },
         }
+    }
+}
+
+/// The stack size of 16/32-bit code, as the interpreter's
+/// `Emitter::stack_bits` decides it (SS.B).
+pub fn stack_bits(cpu: &CpuState) -> u32 {
+    if cpu.seg[Seg::Ss as usize].attrs & seg_attr::DB != 0 {
+        32
+    } else {
+        16
     }
 }
 
@@ -212,6 +266,7 @@ pub struct Jit {
     sig_store: Signature,
     sig_cond: Signature,
     sig_rflags: Signature,
+    sig_exec: Signature,
     /// Counters.
     pub stats: JitStats,
 }
@@ -268,6 +323,7 @@ impl Jit {
             sig_store: sig(5),
             sig_cond: sig(2),
             sig_rflags: sig(1),
+            sig_exec: sig(3),
             ctx: module.make_context(),
             fctx: FunctionBuilderContext::new(),
             module,
@@ -275,9 +331,25 @@ impl Jit {
         })
     }
 
-    /// Compile `block` with the engine's semantics.
+    /// Compile `block` with the engine's semantics. 16/32-bit code is
+    /// compiled for a stack of its own code size (see [`Jit::compile_for`]).
     pub fn compile(&mut self, block: &Block) -> Result<CompiledBlock, JitError> {
         self.compile_with(block, &StandardSemantics)
+    }
+
+    /// Compile `block` for the CPU state it is about to run on (the stack
+    /// size of 16/32-bit code is taken from SS).
+    pub fn compile_for(
+        &mut self,
+        block: &Block,
+        cpu: &CpuState,
+    ) -> Result<CompiledBlock, JitError> {
+        let sb = if block.key.bitness == 64 {
+            64
+        } else {
+            stack_bits(cpu)
+        };
+        self.compile_inner(block, &StandardSemantics, sb)
     }
 
     /// Compile `block` with the semantics of `src`.
@@ -286,8 +358,22 @@ impl Jit {
         block: &Block,
         src: &S,
     ) -> Result<CompiledBlock, JitError> {
+        let sb = match block.key.bitness {
+            64 => 64,
+            32 => 32,
+            _ => 16,
+        };
+        self.compile_inner(block, src, sb)
+    }
+
+    fn compile_inner<S: SemSource>(
+        &mut self,
+        block: &Block,
+        src: &S,
+        stack_bits: u32,
+    ) -> Result<CompiledBlock, JitError> {
         let t0 = Instant::now();
-        let statics = self.build(block, src)?;
+        let (statics, helpers) = self.build(block, src, stack_bits)?;
         self.stats.build_ns += t0.elapsed().as_nanos() as u64;
         let r = self.finish();
         self.module.clear_context(&mut self.ctx);
@@ -298,6 +384,10 @@ impl Jit {
         Ok(CompiledBlock {
             func,
             statics,
+            helper_insns: helpers.len(),
+            helpers,
+            bitness: block.key.bitness,
+            stack_bits,
             insns: block.insns.len(),
             code_size,
         })
@@ -306,7 +396,8 @@ impl Jit {
     /// The Cranelift IR of `block` as built, before optimisation (for
     /// tests and `-d` logs).
     pub fn clif(&mut self, block: &Block) -> Result<String, JitError> {
-        self.build(block, &StandardSemantics)?;
+        let sb = if block.key.bitness == 64 { 64 } else { 32 };
+        self.build(block, &StandardSemantics, sb)?;
         let text = self.ctx.func.display().to_string();
         self.module.clear_context(&mut self.ctx);
         Ok(text)
@@ -335,14 +426,13 @@ impl Jit {
     }
 
     /// Build the IR of `block` into `self.ctx.func`. Returns the static
-    /// exceptions table.
-    fn build<S: SemSource>(&mut self, block: &Block, src: &S) -> Result<Vec<Exception>, JitError> {
-        if block.key.bitness != 64 {
-            return Err(JitError::Unsupported(format!(
-                "{}-bit code",
-                block.key.bitness
-            )));
-        }
+    /// exceptions table and the helper instructions.
+    fn build<S: SemSource>(
+        &mut self,
+        block: &Block,
+        src: &S,
+        stack_bits: u32,
+    ) -> Result<Built, JitError> {
         if block.insns.is_empty() {
             return Err(JitError::Internal("empty block".into()));
         }
@@ -355,11 +445,12 @@ impl Jit {
             store: b.import_signature(self.sig_store.clone()),
             cond: b.import_signature(self.sig_cond.clone()),
             rflags: b.import_signature(self.sig_rflags.clone()),
+            exec: b.import_signature(self.sig_exec.clone()),
         };
-        match emit_block(&mut b, block, src, sigs) {
-            Ok(statics) => {
+        match emit_block(&mut b, block, src, sigs, stack_bits) {
+            Ok(built) => {
                 b.finalize(config);
-                Ok(statics)
+                Ok(built)
             }
             Err(e) => {
                 // The builder was not finalized: start its context afresh.
@@ -414,17 +505,28 @@ fn emit_entry(
     (cpu, ctx)
 }
 
-/// Emit the whole block. Returns the static exceptions table.
+/// What building a block's IR produces: its static exceptions table and
+/// the instructions it runs through [`runtime::exec_insn`].
+type Built = (Vec<Exception>, Vec<Insn>);
+
+/// Emit the whole block.
 fn emit_block<S: SemSource>(
     b: &mut FunctionBuilder,
     block: &Block,
     src: &S,
     sigs: emitter::Sigs,
-) -> Result<Vec<Exception>, JitError> {
+    stack_bits: u32,
+) -> Result<Built, JitError> {
     let n = block.insns.len();
     let (cpu, ctx) = emit_entry(b, n);
-    let ips = block.insns.iter().map(|i| i.i.ip()).collect();
-    let mut e = ClifEmitter::new(b, cpu, ctx, sigs, ips, block.key.bitness);
+    let bits = block.key.bitness;
+    let ips = block
+        .insns
+        .iter()
+        .map(|i| mask_ip(i.i.ip(), bits))
+        .collect();
+    let mut e = ClifEmitter::new(b, cpu, ctx, sigs, ips, bits, stack_bits);
+    let mut helpers = Vec::new();
     for (k, insn) in block.insns.iter().enumerate() {
         e.begin_insn(k, insn);
         let r = if always_ud(&insn.i) {
@@ -432,7 +534,14 @@ fn emit_block<S: SemSource>(
         } else {
             match src.sem(&insn.i) {
                 Some(Sem::Emit(f)) => f(&mut e, insn),
-                _ => return Err(JitError::Unsupported(format!("{:?}", insn.i.mnemonic()))),
+                // Helpers, and forms the table does not know (their
+                // interpreter handler raises #UD): the interpreter's
+                // handler runs them.
+                _ => {
+                    e.call_interp(helpers.len());
+                    helpers.push(insn.clone());
+                    Ok(())
+                }
             }
         };
         if let Some(err) = e.err.take() {
@@ -444,10 +553,12 @@ fn emit_block<S: SemSource>(
                 // Raised unconditionally: the rest of the block is dead.
                 e.static_fault(ex);
                 e.b.seal_all_blocks();
-                return Ok(std::mem::take(&mut e.statics));
+                return Ok((std::mem::take(&mut e.statics), helpers));
             }
             Err(Stop::Restart) => {
-                return Err(JitError::Unsupported("restartable instruction".into()))
+                return Err(JitError::Unsupported(
+                    "restartable instruction with generic semantics".into(),
+                ))
             }
         }
         if let Some(err) = e.err.take() {
@@ -456,5 +567,5 @@ fn emit_block<S: SemSource>(
     }
     e.final_exit();
     e.b.seal_all_blocks();
-    Ok(std::mem::take(&mut e.statics))
+    Ok((std::mem::take(&mut e.statics), helpers))
 }

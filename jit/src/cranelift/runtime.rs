@@ -6,12 +6,14 @@
 //! only [`JitCtx::value`]. Helpers never panic (a panic cannot unwind
 //! through compiled frames); a guest fault is a value stored in the context.
 
-use crate::emit::Width;
+use crate::block::Insn;
+use crate::emit::{Stop, Width};
 use crate::exception::Exception;
 use crate::flags::{self, Cond};
-use crate::interp::Interp;
+use crate::interp::{mask_ip, Interp};
 use crate::mmu;
 use crate::state::CpuState;
+use std::panic::{self, AssertUnwindSafe};
 
 /// What a compiled block receives besides the CPU state: the interpreter
 /// context (memory, I/O) and the slots helpers use to answer.
@@ -23,6 +25,13 @@ pub struct JitCtx {
     pub interp: *mut Interp,
     /// The fault a helper reported (status [`super::status::FAULT`]).
     pub fault: Option<Exception>,
+    /// The instructions the block runs through [`exec_insn`], by index.
+    pub helpers: *const Insn,
+    /// Code size of the block (16, 32, 64).
+    pub bitness: u32,
+    /// A panic caught in a helper, re-raised once the compiled frames are
+    /// gone (a panic must not unwind through them).
+    pub panic: Option<Box<dyn std::any::Any + Send>>,
 }
 
 /// Byte offset of [`JitCtx::value`], for compiled code.
@@ -121,4 +130,64 @@ pub unsafe extern "C" fn cond(cpu: *const CpuState, cc: u64) -> u64 {
 /// As for [`cond`].
 pub unsafe extern "C" fn rflags(cpu: *const CpuState) -> u64 {
     (*cpu).rflags()
+}
+
+/// [`exec_insn`] answer: the instruction retired and nothing asks the block
+/// to end; compiled code goes on with the next instruction.
+pub const CONTINUE: u64 = 0;
+// The last instruction of a block returns the helper's answer as the
+// block's status: "continue" after the last instruction is "completed".
+const _: () = assert!(CONTINUE == super::status::COMPLETED);
+
+/// Run helper instruction `j` of the block with the interpreter, for one
+/// instruction, exactly as the engine's interpreter loop would.
+///
+/// Compiled code has stored every register and the lazy flags it held in
+/// `CpuState` before the call and reloads them after. `adj` is the number
+/// of the block's instructions not retired yet, this one included: compiled
+/// code counted the whole block at entry, so the helper first restores the
+/// true `icount`/`budget` (a device, the budget of a REP and a fault all see
+/// the exact values).
+///
+/// Returns [`CONTINUE`] (counts put back into the block's convention), or a
+/// block status with `CpuState` complete and exact: [`super::status::LEFT`]
+/// (retired; `exit_req` asks to leave), [`super::status::FAULT`] (not
+/// retired, RIP on it; REP iterations done before the fault are counted, as
+/// in the interpreter), [`super::status::RESTART`] (a REP stopped at the
+/// budget or after a device access, RIP still on it) or
+/// [`super::status::PANIC`].
+///
+/// # Safety
+/// Called only by compiled code with the context it was given; `j` indexes
+/// the block's helper table.
+pub unsafe extern "C" fn exec_insn(ctx: *mut JitCtx, j: u64, adj: u64) -> u64 {
+    let c = &mut *ctx;
+    let cx = &mut *c.interp;
+    let insn = &*c.helpers.add(j as usize);
+    let bitness = c.bitness;
+    cx.cpu.icount = cx.cpu.icount.wrapping_sub(adj);
+    cx.cpu.budget = cx.cpu.budget.wrapping_add(adj);
+    // The interpreter's loop leaves RIP on the instruction it runs.
+    cx.cpu.rip = mask_ip(insn.i.ip(), bitness);
+    // The block was entered with a budget covering it, as the interpreter's
+    // `whole_block`.
+    let r = panic::catch_unwind(AssertUnwindSafe(|| cx.step(insn, bitness, true)));
+    match r {
+        Ok(Ok(())) if cx.cpu.exit_req == 0 => {
+            let rest = adj - 1;
+            cx.cpu.icount = cx.cpu.icount.wrapping_add(rest);
+            cx.cpu.budget = cx.cpu.budget.wrapping_sub(rest);
+            CONTINUE
+        }
+        Ok(Ok(())) => super::status::LEFT,
+        Ok(Err(Stop::Fault(ex))) => {
+            c.fault = Some(ex);
+            super::status::FAULT
+        }
+        Ok(Err(Stop::Restart)) => super::status::RESTART,
+        Err(p) => {
+            c.panic = Some(p);
+            super::status::PANIC
+        }
+    }
 }

@@ -5,7 +5,7 @@
 use super::{End, Final, InitState, CODE, CODE_SIZE, DATA, DATA_SIZE, UD2};
 use cjemu_jit::memory::GuestPhysAddr;
 use cjemu_jit::state::{seg_attr, CpuState};
-use cjemu_jit::{Engine, Exit, Seg};
+use cjemu_jit::{Accel, Engine, Exit, Seg};
 
 /// Guest RAM: covers the code page and the data region. Lazily allocated.
 const RAM: u64 = 0x2100_0000;
@@ -22,11 +22,27 @@ pub struct Emu {
 
 impl Emu {
     pub fn new() -> Emu {
-        let e = Engine::new(RAM).expect("guest RAM");
+        Emu::with_accel(Accel::Interp)
+    }
+
+    /// An emulator running on the given tier (interpreter or JIT).
+    pub fn with_accel(accel: Accel) -> Emu {
+        let mut e = Engine::new(RAM).expect("guest RAM");
+        e.config.accel = accel;
         Emu {
             e,
             page: vec![0; CODE_SIZE],
         }
+    }
+
+    /// Instructions retired by the last [`Emu::run`].
+    pub fn icount(&self) -> u64 {
+        self.e.cpu().icount
+    }
+
+    /// The engine (for its counters).
+    pub fn engine(&self) -> &Engine {
+        &self.e
     }
 
     /// Run `code` from `init`.

@@ -1,0 +1,208 @@
+//! Interpreter against JIT on the same CPU-bound guests, in one run: guest
+//! MIPS of each tier, their ratio, and how much of a cold JIT run goes to
+//! compiling.
+//!
+//! `cargo bench --bench jit`. Criterion reports throughput as "Melem/s"
+//! (guest MIPS); the last lines print the figures plainly:
+//! - warm: best of five runs once every block is decoded (and compiled);
+//! - cold: the first run on a fresh engine (decoding, and for the JIT
+//!   compiling every block at first sight, threshold 0), with the compile
+//!   time and its share of that run.
+//!
+//! Guests: `alu_loop` (the interpreter benchmark's loop: 12 inline
+//! instructions per iteration) and `mixed_loop` (a call, pushes and pops,
+//! a DIV and a non-REP MOVSQ, which compiled code runs through the
+//! interpreter's handlers, and flag-heavy ALU work).
+
+use cjemu::flat::load_flat;
+use cjemu_jit::{Accel, Engine, Exit};
+use criterion::{criterion_group, Criterion, Throughput};
+use iced_x86::code_asm::*;
+use std::time::{Duration, Instant};
+
+const LOAD: u64 = 0x10_0000;
+const DATA: u64 = 0x20_0000;
+const ITERATIONS: u32 = 200_000;
+
+/// The interpreter benchmark's loop: 12 instructions per iteration.
+fn alu_loop() -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut top = a.create_label();
+    let mut bad = a.create_label();
+    (|| -> Result<(), IcedError> {
+        a.mov(ecx, ITERATIONS)?;
+        a.xor(eax, eax)?;
+        a.mov(ebx, 1)?;
+        a.mov(rdi, DATA)?;
+        a.set_label(&mut top)?;
+        a.add(rax, rbx)?;
+        a.xor(rbx, rax)?;
+        a.and(rbx, 0x7fff_ffff)?;
+        a.lea(rsi, ptr(rax + rbx * 2 + 7))?;
+        a.sub(rsi, rcx)?;
+        a.mov(qword_ptr(rdi), rsi)?;
+        a.mov(rdx, qword_ptr(rdi))?;
+        a.inc(rbx)?;
+        a.cmp(rdx, rsi)?;
+        a.jne(bad)?;
+        a.dec(rcx)?;
+        a.jnz(top)?;
+        a.hlt()?;
+        a.set_label(&mut bad)?;
+        a.ud2()
+    })()
+    .unwrap();
+    a.assemble(LOAD).unwrap()
+}
+
+/// A loop with helper instructions (DIV, MOVSQ), a call and stack traffic.
+fn mixed_loop() -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut top = a.create_label();
+    let mut sub = a.create_label();
+    (|| -> Result<(), IcedError> {
+        a.mov(ecx, ITERATIONS / 4)?;
+        a.mov(r8, DATA)?;
+        a.mov(rsp, DATA + 0x8000)?;
+        a.mov(eax, 12345)?;
+        a.set_label(&mut top)?;
+        a.push(rcx)?;
+        a.call(sub)?;
+        a.pop(rcx)?;
+        a.lea(rsi, qword_ptr(r8 + 0x100))?;
+        a.lea(rdi, qword_ptr(r8 + 0x200))?;
+        a.movsq()?;
+        a.add(qword_ptr(r8 + 0x300), rax)?;
+        a.adc(rax, 3)?;
+        a.shl(rax, 1)?;
+        a.shr(rax, 1)?;
+        a.dec(rcx)?;
+        a.jnz(top)?;
+        a.hlt()?;
+        a.set_label(&mut sub)?;
+        a.mov(rbx, rcx)?;
+        a.or(rbx, 1)?;
+        a.xor(edx, edx)?;
+        a.div(rbx)?;
+        a.add(rax, rdx)?;
+        a.add(rax, 1000)?;
+        a.ret()
+    })()
+    .unwrap();
+    a.assemble(LOAD).unwrap()
+}
+
+fn engine(code: &[u8], accel: Accel) -> Engine {
+    let mut e = Engine::new(16 << 20).unwrap();
+    e.config.accel = accel;
+    load_flat(&mut e, code, LOAD, LOAD).unwrap();
+    e
+}
+
+/// Run the guest from the top once; returns instructions retired.
+fn run_once(e: &mut Engine) -> u64 {
+    let cpu = e.cpu_mut();
+    cpu.rip = LOAD;
+    cpu.gpr = [0; 16];
+    let start = cpu.icount;
+    loop {
+        match e.run(10_000_000) {
+            Exit::Halted => break,
+            Exit::BudgetExhausted => continue,
+            other => panic!("benchmark guest ended with {other:?}"),
+        }
+    }
+    e.cpu().icount - start
+}
+
+const JIT: Accel = Accel::Jit { threshold: 0 };
+
+type Guest = (&'static str, fn() -> Vec<u8>);
+const GUESTS: [Guest; 2] = [("alu_loop", alu_loop), ("mixed_loop", mixed_loop)];
+
+fn bench_tiers(c: &mut Criterion) {
+    for (name, guest) in GUESTS {
+        let code = guest();
+        let mut g = c.benchmark_group(name);
+        for (tier, accel) in [("interp", Accel::Interp), ("jit", JIT)] {
+            let mut e = engine(&code, accel);
+            let insns = run_once(&mut e);
+            g.throughput(Throughput::Elements(insns));
+            g.bench_function(tier, |b| b.iter(|| run_once(&mut e)));
+        }
+        g.finish();
+    }
+}
+
+/// Cold run (fresh engine), then best of five warm runs.
+struct Figures {
+    insns: u64,
+    cold: Duration,
+    warm: Duration,
+    compile: Duration,
+    blocks: u64,
+}
+
+fn measure(code: &[u8], accel: Accel) -> Figures {
+    let mut e = engine(code, accel);
+    let t = Instant::now();
+    let insns = run_once(&mut e);
+    let cold = t.elapsed();
+    let mut warm = Duration::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        assert_eq!(run_once(&mut e), insns, "every run retires the same count");
+        warm = warm.min(t.elapsed());
+    }
+    Figures {
+        insns,
+        cold,
+        warm,
+        compile: Duration::from_nanos(e.stats.compile_ns),
+        blocks: e.stats.blocks_compiled,
+    }
+}
+
+fn mips(insns: u64, d: Duration) -> f64 {
+    insns as f64 / d.as_secs_f64() / 1e6
+}
+
+fn print_figures() {
+    for (name, guest) in GUESTS {
+        let code = guest();
+        let i = measure(&code, Accel::Interp);
+        let j = measure(&code, JIT);
+        assert_eq!(i.insns, j.insns, "both tiers retire the same count");
+        let (im, jm) = (mips(i.insns, i.warm), mips(j.insns, j.warm));
+        println!(
+            "{name}: {} instructions; warm: interp {im:.1} MIPS, jit {jm:.1} MIPS, jit/interp {:.2}x",
+            i.insns,
+            jm / im
+        );
+        println!(
+            "{name}: cold: interp {:.1} MIPS, jit {:.1} MIPS; {} blocks compiled in {:.2?} \
+             ({:.1} us/block), {:.1}% of the cold JIT run",
+            mips(i.insns, i.cold),
+            mips(j.insns, j.cold),
+            j.blocks,
+            j.compile,
+            j.compile.as_secs_f64() * 1e6 / j.blocks.max(1) as f64,
+            100.0 * j.compile.as_secs_f64() / j.cold.as_secs_f64()
+        );
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = bench_tiers
+}
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    print_figures();
+}

@@ -1,0 +1,191 @@
+//! The JIT tier against the interpreter on whole machines: every QEMU-parity
+//! test kernel (`tests/kernels/`, with the arguments `qemu_parity*.rs` use)
+//! and the built-in demo run under `--accel interp` and under `--accel
+//! jit,threshold=0` (every block compiled at first sight) and `--accel
+//! jit,threshold=3` (tiers mixed). Serial output, exit status, and the
+//! `icount` and `state-hash` that `--stats` prints must be identical.
+
+#[path = "kernels/harness.rs"]
+mod harness;
+
+use harness::{build_asm, build_c, data_file, TIMEOUT};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TIERS: [&str; 2] = ["jit,threshold=0", "jit,threshold=3"];
+
+/// What one cjemu run showed.
+#[derive(Debug, PartialEq, Eq)]
+struct Run {
+    status: i32,
+    serial: Vec<u8>,
+    icount: u64,
+    state_hash: String,
+}
+
+/// Value of `key: value` in `--stats` output.
+fn stat<'a>(stderr: &'a str, key: &str) -> &'a str {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(": "))
+        .unwrap_or_else(|| panic!("no '{key}' in --stats output:\n{stderr}"))
+}
+
+/// Run cjemu with `args`, `--accel accel --stats` and COM1 into a file in
+/// `dir`; killed after the harness's timeout.
+fn cjemu(args: &[String], accel: &str, dir: &Path, tag: &str) -> Run {
+    let out = dir.join(format!(
+        "jit-parity-{tag}-{}.out",
+        accel.replace([',', '='], "-")
+    ));
+    let _ = std::fs::remove_file(&out);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cjemu"))
+        .args(args)
+        .args(["--accel", accel, "--stats", "-serial"])
+        .arg(format!("file:{}", out.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cjemu runs");
+    // --stats is small: reading stderr after the exit cannot deadlock.
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("cjemu {args:?} --accel {accel} did not finish within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    let status = status
+        .code()
+        .unwrap_or_else(|| panic!("cjemu killed by a signal; stderr: {err}"));
+    let icount = stat(&err, "icount").parse().expect("icount is a number");
+    Run {
+        status,
+        serial: std::fs::read(&out).unwrap_or_default(),
+        icount,
+        state_hash: stat(&err, "state-hash").to_string(),
+    }
+}
+
+/// Run under every tier and compare with the interpreter; returns the
+/// interpreter's run.
+fn tiers_agree(args: &[String], dir: &Path, tag: &str) -> Run {
+    let want = cjemu(args, "interp", dir, tag);
+    assert!(want.icount > 0, "{args:?}: the guest ran");
+    for accel in TIERS {
+        let got = cjemu(args, accel, dir, tag);
+        assert_eq!(
+            String::from_utf8_lossy(&got.serial),
+            String::from_utf8_lossy(&want.serial),
+            "{args:?}: serial output differs (left --accel {accel}, right interp)"
+        );
+        assert_eq!(
+            got.status, want.status,
+            "{args:?} --accel {accel}: exit status"
+        );
+        assert_eq!(got.icount, want.icount, "{args:?} --accel {accel}: icount");
+        assert_eq!(
+            got.state_hash, want.state_hash,
+            "{args:?} --accel {accel}: state hash"
+        );
+    }
+    want
+}
+
+/// The arguments `qemu_parity*.rs` give both emulators.
+fn kernel_args(kernel: &Path, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "-kernel",
+        kernel.to_str().unwrap(),
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=4",
+        "-device",
+        "pc-testdev",
+        "-display",
+        "none",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn kernel(k: &Path, extra: &[&str]) -> Run {
+    let tag = extra.join("_").replace(['/', ' ', ','], "-");
+    tiers_agree(&kernel_args(k, extra), k.parent().unwrap(), &tag)
+}
+
+#[test]
+fn hello() {
+    let r = kernel(&build_c("hello"), &["-no-reboot"]);
+    assert!(r.serial.starts_with(b"Hello"), "{r:?}");
+}
+
+#[test]
+fn mbinfo() {
+    let k = build_c("mbinfo");
+    let m1 = data_file("mbinfo", "module-one", b"first module\n");
+    let m2 = data_file("mbinfo", "module-two", &[0x42; 5000]);
+    let initrd = format!("{} with args,{}", m1.display(), m2.display());
+    let r = kernel(
+        &k,
+        &[
+            "-append",
+            "console=ttyS0 test=1",
+            "-initrd",
+            &initrd,
+            "-no-reboot",
+        ],
+    );
+    assert!(!r.serial.is_empty());
+    kernel(&k, &["-m", "64", "-no-reboot"]);
+}
+
+#[test]
+fn portio() {
+    kernel(&build_c("portio"), &["-no-reboot"]);
+}
+
+#[test]
+fn mmio() {
+    kernel(&build_c("mmio"), &["-no-reboot"]);
+}
+
+#[test]
+fn aout() {
+    kernel(&build_asm("aout", "aout.ld"), &["-no-reboot"]);
+}
+
+#[test]
+fn longmode() {
+    kernel(&build_asm("longmode", "kernel.ld"), &["-no-reboot"]);
+}
+
+#[test]
+fn reset() {
+    let k = build_asm("reset", "kernel.ld");
+    kernel(&k, &["-no-reboot"]);
+    kernel(&k, &[]);
+}
+
+/// The built-in demo: long enough (millions of instructions) that the JIT
+/// runs most of it compiled.
+#[test]
+fn demo() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let r = tiers_agree(&[], &dir, "demo");
+    assert!(r.icount > 1_000_000, "{r:?}");
+}
