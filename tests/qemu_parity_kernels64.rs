@@ -1,0 +1,93 @@
+//! QEMU parity for the 64-bit test kernels built on the rt64 runtime
+//! (`tests/kernels/rt64.S`, `rt64.c`): exceptions of every class, page
+//! faults with 4 KiB pages, IST and double fault, ring 3, far transfers,
+//! and a gcc -O2 C program. Same harness as `qemu_parity.rs`; where QEMU
+//! 7.2 departs from the SDM, a cjemu-only test checks the SDM's answer.
+
+#[path = "kernels/harness.rs"]
+mod harness;
+
+use harness::{build_rt64, parity, run_cjemu};
+
+/// (V << 1) | 1 for a debug-exit write of V.
+fn exit_status(v: i32) -> i32 {
+    (v << 1) | 1
+}
+
+/// Assert that `text` contains each of `lines` as a whole line.
+fn has_lines(text: &str, lines: &[&str]) {
+    for l in lines {
+        assert!(
+            text.lines().any(|t| t == *l),
+            "missing line {l:?} in:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn exceptions_of_every_class_with_error_codes() {
+    let k = build_rt64("exceptions", &["exceptions.c"], false);
+    let r = parity(&k, &["-no-reboot"]);
+    assert_eq!(r.status, exit_status(0x20), "{}", r.text());
+    let t = r.text();
+    // Faults report the faulting instruction, traps the next one (SDM 6.5).
+    has_lines(
+        &t,
+        &[
+            "  #DE vector=0 rip=de_at+0x0 cs=0x8",
+            "  #DE vector=0 rip=idiv_min_at+0x0 cs=0x8",
+            "  #DB vector=1 rip=int_1_at+0x2 cs=0x8",
+            "  #BP vector=3 rip=int3_at+0x1 cs=0x8",
+            "  #BP vector=3 rip=int_3_at+0x2 cs=0x8",
+            "  #UD vector=6 rip=into64_at+0x0 cs=0x8",
+            "  #OF vector=4 rip=into32_at+0x1 cs=0x30",
+            "  #UD vector=6 rip=into32_clear_at+0x1 cs=0x30",
+            "  #BR vector=5 rip=bound_hi_at+0x0 cs=0x30",
+            "  #BR vector=5 rip=bound_lo_at+0x0 cs=0x30",
+            // BOUND r32, m32&32 with a disp32 is 6 bytes; the UD2 after it.
+            "  #UD vector=6 rip=bound_in_at+0x6 cs=0x30",
+            "  #NM vector=7 rip=nm_x87_at+0x0 cs=0x8",
+            "  #NM vector=7 rip=nm_sse_at+0x0 cs=0x8",
+            "  #NM vector=7 rip=nm_fwait_at+0x0 cs=0x8",
+            // IST1 at TSS offset 36 lies past the limit: #TS(TR), EXT=0.
+            "  #TS vector=10 err=0x50 rip=ts_ist_at+0x0 cs=0x8",
+            "  #NP vector=11 err=0x48 rip=np_ds_at+0x0 cs=0x8",
+            "  #GP vector=13 err=0x48 rip=np_es_rpl_at+0x0 cs=0x8",
+            "  #SS vector=12 err=0x48 rip=ss_np_at+0x0 cs=0x8",
+            "  #GP vector=13 err=0x80 rip=gp_limit_at+0x0 cs=0x8",
+            "  #GP vector=13 err=0x8 rip=gp_code_ss_at+0x0 cs=0x8",
+            "  #GP vector=13 err=0x10 rip=gp_rpl_ss_at+0x0 cs=0x8",
+            "  #GP vector=13 err=0x10 rip=gp_data_cs_at+0x0 cs=0x8",
+            "  #GP vector=13 err=0x0 rip=gp_noncanon_at+0x0 cs=0x8",
+            "  #GP vector=13 err=0x38 rip=gp_ltr_busy_at+0x0 cs=0x8",
+            "  #PF vector=14 err=0x0 rip=pf_read_at+0x0 cs=0x8 cr2=0x40000000",
+            "  #PF vector=14 err=0x2 rip=pf_write_at+0x0 cs=0x8 cr2=0x40001234",
+            // FSW: ES | ZE.
+            "  #MF vector=16 rip=mf_fwait_at+0x0 cs=0x8 fsw&0xbf=0x84",
+            "events=31",
+        ],
+    );
+    assert!(!t.contains("no exception"), "{t}");
+}
+
+#[test]
+fn exceptions_where_qemu_departs_from_the_sdm_cjemu_only() {
+    let k = build_rt64("exceptions", &["exceptions.c"], false);
+    let r = run_cjemu(&k, &["-append", "sdm", "-no-reboot"]);
+    assert_eq!(r.status, exit_status(0x20), "{}", r.text());
+    has_lines(
+        &r.text(),
+        &[
+            // ICEBP: a trap through vector 1 (SDM vol. 3, 17.3.1.2).
+            "  #DB vector=1 rip=icebp_at+0x1 cs=0x8",
+            // IDT error code: index << 3 | IDT (2), EXT = 0 for INT n.
+            "  #GP vector=13 err=0x20a rip=gp_idt_limit_at+0x0 cs=0x8",
+            // A waiting x87 instruction reports the pending #Z.
+            "  #MF vector=16 rip=mf_next_at+0x0 cs=0x8 fsw&0xbf=0x84",
+            // MXCSR: ZM clear (0x1d80) | ZE.
+            "  #XM vector=19 rip=xm_at+0x0 cs=0x8 mxcsr=0x1d84",
+            "  #UD vector=6 rip=xm_ud_at+0x0 cs=0x8",
+            "events=36",
+        ],
+    );
+}
