@@ -91,3 +91,89 @@ fn exceptions_where_qemu_departs_from_the_sdm_cjemu_only() {
         ],
     );
 }
+
+#[test]
+fn page_faults_with_4k_pages_and_double_fault_on_ist() {
+    let k = build_rt64("paging", &["paging.c"], false);
+    let r = parity(&k, &["-no-reboot"]);
+    assert_eq!(r.status, exit_status(0x21), "{}", r.text());
+    // Error code bits: P (1), W (2), U (4), RSVD (8), I/D (0x10).
+    has_lines(
+        &r.text(),
+        &[
+            "  vector=14 err=0x0 cr2=region+0x1010 rip=rd_np_at+0x0 cpl=0",
+            "  vector=14 err=0x2 cr2=region+0x1ffc rip=wr_np_at+0x0 cpl=0",
+            "  vector=14 err=0x3 cr2=region+0x2008 rip=wr_ro_at+0x0 cpl=0",
+            "  vector=14 err=0x3 cr2=region+0x5000 rip=wr_sro_at+0x0 cpl=0",
+            "  vector=14 err=0x11 cr2=region+0x4000 rip=region+0x4000 cpl=0",
+            "  vector=14 err=0x10 cr2=region+0x1800 rip=region+0x1800 cpl=0",
+            // The second page of a split write is the one that faults.
+            "  vector=14 err=0x2 cr2=region+0x1000 rip=split_at+0x0 cpl=0",
+            "  vector=14 err=0x5 cr2=region+0x3000 rip=u_rd_sup_at+0x0 cpl=3",
+            "  vector=14 err=0x7 cr2=region+0x2000 rip=u_wr_ro_at+0x0 cpl=3",
+            "  vector=14 err=0x4 cr2=region+0x1abc rip=u_rd_np_at+0x0 cpl=3",
+            "  vector=14 err=0x15 cr2=region+0x3000 rip=region+0x3000 cpl=3",
+            "  vector=14 err=0x15 cr2=region+0x4000 rip=region+0x4000 cpl=3",
+            "  vector=14 err=0x5 cr2=region+0x5000 rip=u_rd_sro_at+0x0 cpl=3",
+            "word at page 0=0x9",
+            // #PF pushing onto the unmapped stack: CR2 is the first push.
+            "  #DF vector=8 err=0x0 cr2=region+0x1ff8 on IST1 stack=yes saved rsp=region+0x2000 cpl=0",
+            // TSS.RSP0 = page 2 - 0x10: SS goes at RSP0 - 8.
+            "  #DF vector=8 err=0x0 cr2=region+0x1fe8 on IST1 stack=yes saved rsp=user_stack_top+0x0 cpl=3",
+            "events=15",
+        ],
+    );
+}
+
+#[test]
+fn reserved_bit_page_fault_cjemu_only() {
+    // QEMU 7.2 reports 0x8 (RSVD without P); the SDM (4.7) says RSVD is
+    // set only together with P.
+    let k = build_rt64("paging", &["paging.c"], false);
+    let r = run_cjemu(&k, &["-append", "rsvd", "-no-reboot"]);
+    assert_eq!(r.status, exit_status(0x21), "{}", r.text());
+    has_lines(
+        &r.text(),
+        &[
+            "  vector=14 err=0x9 cr2=region+0x6000 rip=rsvd_at+0x0 cpl=0",
+            "events=16",
+        ],
+    );
+}
+
+#[test]
+fn ring_3_via_iretq_and_sysretq_back_via_syscall_and_interrupts() {
+    let k = build_rt64("ring3", &["ring3.c"], false);
+    let r = parity(&k, &["-no-reboot"]);
+    assert_eq!(r.status, exit_status(0x22), "{}", r.text());
+    let ring3 = "ring 3 saw cs=0x2b ss=0x23 cpl=3";
+    let frame = "frame cs=0x2b ss=0x23 cpl=3";
+    has_lines(
+        &r.text(),
+        &[
+            // SYSCALL: RCX = next RIP, R11 = RFLAGS (DF set by the user),
+            // FMASK clears DF in the kernel.
+            &format!("  syscall 1: {ring3}; kernel cs=0x8 ss=0x10 cpl=0 rcx=u_syscall+0xc r11=0x402 rflags=0x2"),
+            &format!("  syscall 2: {ring3}; kernel cs=0x8 ss=0x10 cpl=0 rcx=u_syscall+0x18 r11=0x2 rflags=0x2"),
+            &format!("  vector=128: {ring3}; {frame} rip=u_int80+0x6 rsp=user_stack_top+0x0 rflags=0x2; handler on the RSP0 stack, cs=0x8"),
+            &format!("  vector=13 err=0x0: {ring3}; {frame} rip=u_gp_at+0x0 rsp=user_stack_top+0x0 rflags=0x2; handler on the RSP0 stack, cs=0x8"),
+            &format!("  vector=13 err=0x0: {ring3}; {frame} rip=u_io_at+0x0 rsp=user_stack_top+0x0 rflags=0x2; handler on the RSP0 stack, cs=0x8"),
+            &format!("  syscall 2: {ring3}; kernel cs=0x8 ss=0x10 cpl=0 rcx=u_syscall+0x38 r11=0x3002 rflags=0x2"),
+        ],
+    );
+    assert_eq!(r.text().matches("result=0x1").count(), 5, "{}", r.text());
+}
+
+#[test]
+fn int_through_a_dpl_0_gate_from_ring_3_cjemu_only() {
+    // QEMU 7.2 pushes vector * 16 + 2 in IA-32e mode; the SDM's IDT error
+    // code is vector * 8 + 2 (IDT bit), here 0x81 * 8 + 2.
+    let k = build_rt64("ring3", &["ring3.c"], false);
+    let r = run_cjemu(&k, &["-append", "sdm", "-no-reboot"]);
+    assert_eq!(r.status, exit_status(0x22), "{}", r.text());
+    assert!(
+        r.text().contains("  vector=13 err=0x40a: ring 3 saw cs=0x2b ss=0x23 cpl=3; frame cs=0x2b ss=0x23 cpl=3 rip=u_int81_at+0x0"),
+        "{}",
+        r.text()
+    );
+}

@@ -119,6 +119,34 @@ isr_common:
     add $16, %rsp
     iretq
 
+/* u64 user_call(void (*fn)(void), u64 user_rsp, u64 rflags): run fn in
+   ring 3 (CS 0x2b, SS 0x23) through IRETQ. Comes back when a handler calls
+   user_return(), which resumes at user_resume with the kernel stack saved
+   here; the value it passes is the result. */
+    .globl user_call, user_resume, kernel_rsp
+user_call:
+    push %rbx
+    push %rbp
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov %rsp, kernel_rsp(%rip)
+    pushq $0x23
+    push %rsi
+    push %rdx
+    pushq $0x2b
+    push %rdi
+    iretq
+user_resume:
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbp
+    pop %rbx
+    ret
+
     .data
     .align 16
     .globl gdt
@@ -138,6 +166,7 @@ gdtr:
     .word gdt_end - gdt - 1
     .quad gdt
 
+kernel_rsp: .quad 0
     .globl mb_magic, mb_info
 mb_magic: .long 0
 mb_info:  .long 0

@@ -15,7 +15,10 @@ static struct gate idt[256] __attribute__((aligned(16)));
 struct tss64 tss __attribute__((aligned(16)));
 handler_fn handlers[256];
 extern char isr_stubs[];
-static u8 ist_stack[4096] __attribute__((aligned(16)));
+u8 ist_stack[4096] __attribute__((aligned(16)));
+/* TSS.RSP0: interrupts from ring 3 must not land on the stack the kernel
+   that called user_call() is using. */
+u8 rsp0_stack[8192] __attribute__((aligned(16)));
 
 void set_gate(int v, int dpl, int ist)
 {
@@ -45,7 +48,7 @@ void rt_init(void)
 {
     serial_init();
     u64 b = (u64)&tss;
-    tss.rsp[0] = (u64)stack_top;
+    tss.rsp[0] = (u64)rsp0_stack + sizeof rsp0_stack;
     tss.ist[0] = (u64)ist_stack + sizeof ist_stack;
     tss.iomap = sizeof tss;
     gdt[TSS_SEL / 8] = (sizeof tss - 1) | (b & 0xffffff) << 16 | 0x89ull << 40 |
@@ -175,6 +178,19 @@ void *memcpy(void *d, const void *s, u64 n)
     while (n--)
         *p++ = *q++;
     return d;
+}
+
+extern char user_resume[];
+extern u64 kernel_rsp;
+
+void user_return(struct frame *f, u64 value)
+{
+    f->rip = (u64)user_resume;
+    f->cs = KCODE;
+    f->ss = KDATA;
+    f->rsp = kernel_rsp;
+    f->rflags = 2;
+    f->rax = value;
 }
 
 int cmdline_has(const char *w)

@@ -41,6 +41,7 @@ struct tss64 {
 
 extern u64 gdt[16];
 extern struct tss64 tss;
+extern u8 ist_stack[4096], rsp0_stack[8192];
 extern u64 pml4[512], pdpt[512], pd[512];
 extern char stack_top[];
 extern u32 mb_magic, mb_info; /* EAX and EBX at the multiboot entry */
@@ -75,6 +76,13 @@ static inline void wrmsr(u32 msr, u64 v)
 {
     __asm__ volatile("wrmsr" : : "a"((u32)v), "d"((u32)(v >> 32)), "c"(msr));
 }
+
+/* Run fn in ring 3 on user_rsp with rflags; returns the value a handler
+   passes to user_return(). */
+u64 user_call(void (*fn)(void), u64 user_rsp, u64 rflags);
+/* From a handler of an event raised in ring 3 (or anywhere after
+   user_call): make the IRETQ resume user_call's caller with `value`. */
+void user_return(struct frame *f, u64 value);
 
 void putc(char c);
 void puts(const char *s);
