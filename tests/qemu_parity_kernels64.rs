@@ -177,3 +177,28 @@ fn int_through_a_dpl_0_gate_from_ring_3_cjemu_only() {
         r.text()
     );
 }
+
+#[test]
+fn gcc_o2_c_program_in_long_mode_with_sse2_doubles() {
+    let k = build_rt64("app", &["app.c"], true);
+    let r = parity(&k, &["-no-reboot"]);
+    assert_eq!(r.status, exit_status(0x30), "{}", r.text());
+    // Known values: pi(10^5) = 9592, their sum 454396537, pi(10^4) = 1229;
+    // CRC-32 check value cbf43926 and the fox sentence's 414fa339.
+    has_lines(
+        &r.text(),
+        &[
+            "app: freestanding C, gcc -O2, long mode, cr0=80010033 cr4=620",
+            "sieve: 9592 primes <= 100000, sum 454396537, largest 99991, 1229 below 10000",
+            "crc32: table[1]=77073096 table[255]=2d02ef8d \"123456789\"=cbf43926 fox=414fa339",
+            "format: [   42|-7|00123|beef|Zok] (25 chars)",
+            "truncate: \"truncat\" wanted 16",
+            "math: e=2.718281828459 pi=3.141592653590 zeta(2)~1.644924067 sqrt(2)=1.414213562373 sqrt(2)^2-2=1 ulp",
+            "math: 1e16+1-1e16=0.0, 0.1+0.2=0.30000000000000004, -2.5 rounds to -3, 7/3=2.333333333333334",
+            "math: (i64)-3.99=-3 (u32)3e9=3000000000 (double)(1<<53)+1=9007199254740992.0",
+            "done",
+        ],
+    );
+    let t = r.text();
+    assert!(t.contains("sorted=yes, same sum=yes"), "{t}");
+}
