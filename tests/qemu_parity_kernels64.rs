@@ -202,3 +202,23 @@ fn gcc_o2_c_program_in_long_mode_with_sse2_doubles() {
     let t = r.text();
     assert!(t.contains("sorted=yes, same sum=yes"), "{t}");
 }
+
+#[test]
+fn far_transfers_between_64_bit_and_compatibility_mode() {
+    let k = build_rt64("far", &["far.c"], false);
+    let r = parity(&k, &["-no-reboot"]);
+    assert_eq!(r.status, exit_status(0x23), "{}", r.text());
+    let t = r.text();
+    // Pushes are 4 bytes in 32-bit code, 8 in 64-bit code; a far call
+    // with 32-bit operands pushes CS then EIP, each 4 bytes (SDM CALL).
+    for section in [
+        "JMP m16:32 to 32-bit code, JMP ptr16:32 back\n  32-bit cs=0x30\n  32-bit push bytes=0x4\n  64-bit cs=0x8\n  64-bit push bytes=0x8\n",
+        "CALL m16:32 to 32-bit code, LRET back\n  32-bit cs=0x30\n  pushed cs=0x8\n  pushed eip=fc_ret+0x0\n  64-bit cs after=0x8\n",
+        "CALL m16:64 (REX.W) to 64-bit code, LRETQ back\n  pushed cs=0x8\n  pushed rip=fcq_ret+0x0\n",
+        "LRETQ to 32-bit code, JMP ptr16:32 back\n  32-bit cs=0x30\n  64-bit cs=0x8\n",
+        "LRET 8 in 32-bit code\n  argument seen=0x1234\n  rsp change=0x0\n",
+        "32-bit LRET back\n  64-bit cs=0x8\n  pushed cs=0x30\n  pushed eip=c32_ret+0x0\n  32-bit cs after=0x30\n",
+    ] {
+        assert!(t.contains(section), "missing {section:?} in:\n{t}");
+    }
+}
