@@ -30,6 +30,9 @@ mod pte {
     pub const NX: u64 = 1 << 63;
     /// Physical-address bits of a 64-bit entry (52-bit physical space).
     pub const ADDR: u64 = 0x000f_ffff_ffff_f000;
+    /// Address bits 40..51 of a 64-bit entry: reserved, since CPUID
+    /// 0x8000_0008 reports 40 physical-address bits (SDM 4.5, table 4-14).
+    pub const RSVD_HIGH: u64 = 0x000f_ff00_0000_0000;
 }
 
 /// A successful translation.
@@ -138,7 +141,7 @@ pub fn translate(
         if e & pte::P == 0 {
             return Err(Exception::pf(lin, fault_code(false, false)));
         }
-        if wide && e & pte::NX != 0 && !nxe {
+        if wide && ((e & pte::NX != 0 && !nxe) || e & pte::RSVD_HIGH != 0) {
             return Err(Exception::pf(lin, fault_code(true, true)));
         }
         if is_pae_pdpt {

@@ -120,6 +120,84 @@ pub fn build_asm(name: &str, script: &str) -> PathBuf {
     elf
 }
 
+/// Compiler flags of the 64-bit kernels (rt64 runtime): freestanding
+/// x86-64 code linked below 2 GiB, no red zone (interrupts arrive on the
+/// current stack in ring 0).
+const CFLAGS64: &[&str] = &[
+    "-m64",
+    "-O2",
+    "-ffreestanding",
+    "-fno-pic",
+    "-fno-pie",
+    "-mno-red-zone",
+    "-mcmodel=small",
+    "-fno-stack-protector",
+    "-fno-asynchronous-unwind-tables",
+    "-fno-builtin",
+    "-Wall",
+    "-Werror",
+];
+
+fn compile64(input: &Path, output: &Path, sse: bool) {
+    let mut cmd = Command::new("gcc");
+    cmd.args(CFLAGS64);
+    if sse {
+        // The runtime enables SSE (CR4.OSFXSR); x86-64 doubles use SSE2.
+        cmd.arg("-fno-math-errno");
+    } else {
+        // Handlers must not touch SSE: some tests run with CR0.TS set.
+        cmd.arg("-mgeneral-regs-only");
+    }
+    cmd.arg("-c").arg(input).arg("-o").arg(output);
+    tool(&mut cmd, "compiling a 64-bit test kernel");
+}
+
+/// Build a 64-bit kernel on the rt64 runtime: `rt64.S`, `rt64.c` (never
+/// using SSE), then `sources` (SSE allowed when `sse`), linked as x86-64
+/// ELF and converted to ELF32 with objcopy, since multiboot loaders
+/// (QEMU's too) only take 32-bit ELF.
+pub fn build_rt64(name: &str, sources: &[&str], sse: bool) -> PathBuf {
+    let d = out_dir(name);
+    let mut objs = Vec::new();
+    for (s, own) in [("rt64.S", false), ("rt64.c", false)]
+        .into_iter()
+        .chain(sources.iter().map(|s| (*s, true)))
+    {
+        let o = d.join(format!("{s}.o"));
+        compile64(&src(s), &o, own && sse);
+        objs.push(o);
+    }
+    let elf64 = d.join(format!("{name}.elf64"));
+    tool(
+        Command::new("ld")
+            .args([
+                "-m",
+                "elf_x86_64",
+                "-nostdlib",
+                "--no-warn-rwx-segments",
+                "-z",
+                "noexecstack",
+                "-z",
+                "max-page-size=0x1000",
+                "-T",
+            ])
+            .arg(src("kernel.ld"))
+            .arg("-o")
+            .arg(&elf64)
+            .args(&objs),
+        "linking a 64-bit test kernel",
+    );
+    let elf = d.join(format!("{name}.elf"));
+    tool(
+        Command::new("objcopy")
+            .args(["-O", "elf32-i386"])
+            .arg(&elf64)
+            .arg(&elf),
+        "converting a 64-bit test kernel to ELF32",
+    );
+    elf
+}
+
 /// A file with `bytes`, for modules.
 pub fn data_file(kernel: &str, name: &str, bytes: &[u8]) -> PathBuf {
     let p = out_dir(kernel).join(name);
@@ -200,6 +278,14 @@ fn args(kernel: &Path, extra: &[&str]) -> Vec<String> {
     .collect();
     a.extend(extra.iter().map(|s| s.to_string()));
     a
+}
+
+/// Run `kernel` under cjemu alone (for behaviour where QEMU departs from
+/// the SDM; the caller asserts the SDM's answer).
+pub fn run_cjemu(kernel: &Path, extra: &[&str]) -> RunResult {
+    let a = args(kernel, extra);
+    let out = kernel.parent().unwrap().join("cjemu-only.out");
+    run(env!("CARGO_BIN_EXE_cjemu"), &a, &out)
 }
 
 /// Run `kernel` under cjemu and QEMU with the same arguments; assert the
