@@ -8,7 +8,7 @@
 #[path = "kernels/harness.rs"]
 mod harness;
 
-use harness::{build_asm, build_c, data_file, TIMEOUT};
+use harness::{build_asm, build_c, build_rt64, data_file, TIMEOUT};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -188,4 +188,41 @@ fn demo() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let r = tiers_agree(&[], &dir, "demo");
     assert!(r.icount > 1_000_000, "{r:?}");
+}
+
+/// The long-mode kernels of `qemu_parity_kernels64.rs` (exceptions of every
+/// class, 4 KiB paging faults and #DF on IST, ring 3, far transfers, and the
+/// gcc -O2 program), including their SDM-only variants.
+#[test]
+fn long_mode_kernels() {
+    let cases: [(&str, &str, bool, &[&str]); 8] = [
+        ("exceptions", "exceptions.c", false, &["-no-reboot"]),
+        (
+            "exceptions",
+            "exceptions.c",
+            false,
+            &["-append", "sdm", "-no-reboot"],
+        ),
+        ("paging", "paging.c", false, &["-no-reboot"]),
+        (
+            "paging",
+            "paging.c",
+            false,
+            &["-append", "rsvd", "-no-reboot"],
+        ),
+        ("ring3", "ring3.c", false, &["-no-reboot"]),
+        ("ring3", "ring3.c", false, &["-append", "sdm", "-no-reboot"]),
+        ("far", "far.c", false, &["-no-reboot"]),
+        ("app", "app.c", true, &["-no-reboot"]),
+    ];
+    for (name, src, sse, extra) in cases {
+        let k = build_rt64(name, &[src], sse);
+        let r = kernel(&k, extra);
+        assert!(!r.serial.is_empty(), "{name} {extra:?} printed nothing");
+        assert_eq!(
+            r.status & 1,
+            1,
+            "{name} {extra:?} exits through 0xf4: {r:?}"
+        );
+    }
 }

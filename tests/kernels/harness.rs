@@ -96,8 +96,29 @@ fn link(script: &str, objs: &[PathBuf], output: &Path) {
     );
 }
 
+/// Build each kernel once per test binary: tests run on parallel threads
+/// and two of them building the same kernel into the same directory would
+/// read each other's half-written files.
+fn built_once(key: String, build: impl FnOnce() -> PathBuf) -> PathBuf {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+    let mut map = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let map = map.get_or_insert_with(HashMap::new);
+    if let Some(p) = map.get(&key) {
+        return p.clone();
+    }
+    let p = build();
+    map.insert(key, p.clone());
+    p
+}
+
 /// Build the C kernel `tests/kernels/<name>.c` (with boot.S and lib.c).
 pub fn build_c(name: &str) -> PathBuf {
+    built_once(format!("c:{name}"), || build_c_now(name))
+}
+
+fn build_c_now(name: &str) -> PathBuf {
     let d = out_dir(name);
     let mut objs = Vec::new();
     for s in ["boot.S", "lib.c", &format!("{name}.c")] {
@@ -112,6 +133,12 @@ pub fn build_c(name: &str) -> PathBuf {
 
 /// Build the assembly kernel `tests/kernels/<name>.S` with a link script.
 pub fn build_asm(name: &str, script: &str) -> PathBuf {
+    built_once(format!("asm:{name}:{script}"), || {
+        build_asm_now(name, script)
+    })
+}
+
+fn build_asm_now(name: &str, script: &str) -> PathBuf {
     let d = out_dir(name);
     let o = d.join(format!("{name}.o"));
     compile(&src(&format!("{name}.S")), &o);
@@ -157,6 +184,12 @@ fn compile64(input: &Path, output: &Path, sse: bool) {
 /// ELF and converted to ELF32 with objcopy, since multiboot loaders
 /// (QEMU's too) only take 32-bit ELF.
 pub fn build_rt64(name: &str, sources: &[&str], sse: bool) -> PathBuf {
+    built_once(format!("rt64:{name}:{sources:?}:{sse}"), || {
+        build_rt64_now(name, sources, sse)
+    })
+}
+
+fn build_rt64_now(name: &str, sources: &[&str], sse: bool) -> PathBuf {
     let d = out_dir(name);
     let mut objs = Vec::new();
     for (s, own) in [("rt64.S", false), ("rt64.c", false)]
