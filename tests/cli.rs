@@ -401,3 +401,28 @@ fn help_goes_to_stdout_with_status_0() {
     assert_eq!(status(&o), 0);
     assert!(String::from_utf8_lossy(&o.stdout).contains("--kernel"));
 }
+
+#[test]
+fn malformed_kernels_are_status_2_with_one_line() {
+    let magic = 0x1BAD_B002u32;
+    let mut bad_checksum = vec![0u8; 64];
+    bad_checksum[..4].copy_from_slice(&magic.to_le_bytes());
+    let mut not_elf = b"\x7fELF".to_vec();
+    not_elf.extend_from_slice(&[0xff; 12]);
+    for (name, bytes) in [
+        ("empty.elf", Vec::new()),
+        ("bad-checksum.elf", bad_checksum),
+        ("truncated-elf.elf", not_elf),
+    ] {
+        let f = temp_file(name, &bytes);
+        let o = cjemu(&["-kernel", f.to_str().unwrap(), "-no-reboot"]);
+        assert_eq!(status(&o), 2, "{name}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert_eq!(err.trim_end().lines().count(), 1, "{name}: one line: {err}");
+        assert!(
+            err.contains(name),
+            "{name}: the message names the file: {err}"
+        );
+        assert_stdout_empty(&o);
+    }
+}
