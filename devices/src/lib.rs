@@ -7,6 +7,8 @@
 //! - [`uart16550`]: the 16550A UART of the COM ports.
 //! - [`debug_exit`]: QEMU's isa-debug-exit (a write ends the run).
 //! - [`pic8259`]: the 8259A interrupt controller pair (and the ELCRs).
+//! - [`rtc_cmos`]: the MC146818 real-time clock and CMOS memory.
+//! - [`timed`]: devices that need the virtual time on each access.
 //! - [`testdev`]: QEMU's pc-testdev scratch areas (IORAM, port 0xe0).
 //!
 //! Each device keeps its guest-visible state in one plain-data struct whose
@@ -36,5 +38,7 @@
 pub mod bus;
 pub mod debug_exit;
 pub mod pic8259;
+pub mod rtc_cmos;
 pub mod testdev;
+pub mod timed;
 pub mod uart16550;
