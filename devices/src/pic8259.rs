@@ -484,7 +484,9 @@ impl Pic8259Window {
 impl BusDevice for Pic8259Window {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         let n = (self.size.saturating_sub(offset) as usize).min(data.len());
-        self.pic.borrow_mut().read(self.base + offset, &mut data[..n]);
+        self.pic
+            .borrow_mut()
+            .read(self.base + offset, &mut data[..n]);
         data[n..].fill(0xff);
     }
 
@@ -784,6 +786,9 @@ mod tests {
             },
             ..s
         };
-        assert_eq!(Pic8259::from_state(&bad).unwrap_err(), PicError::Rotation(8));
+        assert_eq!(
+            Pic8259::from_state(&bad).unwrap_err(),
+            PicError::Rotation(8)
+        );
     }
 }

@@ -260,7 +260,7 @@ impl DateTime {
 }
 
 fn to_bcd(v: u8) -> u8 {
-    (v / 10) << 4 | v % 10
+    ((v / 10) << 4) | (v % 10)
 }
 
 fn from_bcd(v: u8) -> u8 {
@@ -459,13 +459,9 @@ impl RtcCmos {
 
     fn alarm_matches(&self, t: &DateTime) -> bool {
         let hit = |alarm: u8, now: u8| alarm & ALARM_DONT_CARE == ALARM_DONT_CARE || alarm == now;
-        hit(
-            self.reg(REG_SECONDS_ALARM),
-            self.time_byte(t, REG_SECONDS),
-        ) && hit(
-            self.reg(REG_MINUTES_ALARM),
-            self.time_byte(t, REG_MINUTES),
-        ) && hit(self.reg(REG_HOURS_ALARM), self.time_byte(t, REG_HOURS))
+        hit(self.reg(REG_SECONDS_ALARM), self.time_byte(t, REG_SECONDS))
+            && hit(self.reg(REG_MINUTES_ALARM), self.time_byte(t, REG_MINUTES))
+            && hit(self.reg(REG_HOURS_ALARM), self.time_byte(t, REG_HOURS))
     }
 
     /// Set the flags of register C for the events in (synced, now].
@@ -498,10 +494,8 @@ impl RtcCmos {
     }
 
     fn irqf(&self) -> bool {
-        let b = self.reg(REG_B);
-        let enabled = (b & B_PIE != 0) as u8 * C_PF
-            | (b & B_AIE != 0) as u8 * C_AF
-            | (b & B_UIE != 0) as u8 * C_UF;
+        // The enables in B sit at the same bits as their flags in C.
+        let enabled = self.reg(REG_B) & (B_PIE | B_AIE | B_UIE);
         self.reg(REG_C) & enabled != 0
     }
 
@@ -821,6 +815,9 @@ mod tests {
             cmos: vec![0; 64],
             ..r.state()
         };
-        assert_eq!(RtcCmos::from_state(&bad).unwrap_err(), RtcError::CmosSize(64));
+        assert_eq!(
+            RtcCmos::from_state(&bad).unwrap_err(),
+            RtcError::CmosSize(64)
+        );
     }
 }
