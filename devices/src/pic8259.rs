@@ -349,6 +349,12 @@ impl Pic8259 {
         self.s
     }
 
+    /// Back to the power-on state (input line levels are forgotten too;
+    /// the machine re-drives its lines after a reset).
+    pub fn reset(&mut self) {
+        self.s = Pic8259State::default();
+    }
+
     /// In-service master bits that do not block: the cascade under SFNM.
     fn master_nested(&self) -> u8 {
         if self.s.master.sfnm && !self.s.master.single {

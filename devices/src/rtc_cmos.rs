@@ -711,6 +711,18 @@ mod tests {
     }
 
     #[test]
+    fn rtc_divider_reset_halts_and_restarts_half_a_second_early() {
+        let mut r = rtc();
+        wr(&mut r, 0, REG_A, 0x70 | 0x06); // divider chain in reset
+        assert_eq!(rd(&mut r, 3 * SEC, REG_SECONDS), 0x58, "halted");
+        assert_eq!(rd(&mut r, 3 * SEC, REG_C) & C_PF, 0, "no periodic ticks");
+        wr(&mut r, 3 * SEC, REG_A, A_DV_32K | 0x06);
+        // The first update comes 500 ms after the divider restarts.
+        assert_eq!(rd(&mut r, 3 * SEC + SEC / 2 - 1, REG_SECONDS), 0x58);
+        assert_eq!(rd(&mut r, 3 * SEC + SEC / 2, REG_SECONDS), 0x59);
+    }
+
+    #[test]
     fn rtc_uip_in_the_244us_before_an_update() {
         let mut r = rtc();
         // 244.140625 µs = 8 ticks before the second at 1 s.

@@ -44,3 +44,40 @@ impl<D: TimedDevice> BusDevice for TimedWindow<D> {
         self.dev.borrow_mut().write_at(t, offset, data);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// Answers the time it was given; remembers the time of the last write.
+    #[derive(Default)]
+    struct Clocked {
+        written_at: Option<(u64, u64)>,
+    }
+
+    impl TimedDevice for Clocked {
+        fn read_at(&mut self, now_ns: u64, _offset: u64, data: &mut [u8]) {
+            crate::bus::put_le_value(data, now_ns);
+        }
+        fn write_at(&mut self, now_ns: u64, offset: u64, _data: &[u8]) {
+            self.written_at = Some((now_ns, offset));
+        }
+    }
+
+    #[test]
+    fn timed_window_passes_the_current_virtual_time() {
+        let t = Rc::new(Cell::new(5u64));
+        let dev = Rc::new(RefCell::new(Clocked::default()));
+        let clock = t.clone();
+        let mut w = TimedWindow::new(dev.clone(), Rc::new(move || clock.get()));
+        let mut d = [0u8; 2];
+        w.read(0, &mut d);
+        assert_eq!(d, [5, 0]);
+        t.set(0x1234);
+        w.read(0, &mut d);
+        assert_eq!(d, [0x34, 0x12]);
+        w.write(1, &[0]);
+        assert_eq!(dev.borrow().written_at, Some((0x1234, 1)));
+    }
+}
