@@ -6,6 +6,12 @@
 //!   are dropped on write, counted and logged (`-d guest_errors`).
 //! - [`uart16550`]: the 16550A UART of the COM ports.
 //! - [`debug_exit`]: QEMU's isa-debug-exit (a write ends the run).
+//! - [`pic8259`]: the 8259A interrupt controller pair (and the ELCRs).
+//! - [`rtc_cmos`]: the MC146818 real-time clock and CMOS memory.
+//! - [`i8042`]: the keyboard controller (its reset line).
+//! - [`port61`]: system control port B (PIT gate, speaker, refresh).
+//! - [`io_delay`]: the I/O-delay write sinks (ports 0x80, 0xed).
+//! - [`timed`]: devices that need the virtual time on each access.
 //! - [`testdev`]: QEMU's pc-testdev scratch areas (IORAM, port 0xe0).
 //!
 //! Each device keeps its guest-visible state in one plain-data struct whose
@@ -34,5 +40,11 @@
 
 pub mod bus;
 pub mod debug_exit;
+pub mod i8042;
+pub mod io_delay;
+pub mod pic8259;
+pub mod port61;
+pub mod rtc_cmos;
 pub mod testdev;
+pub mod timed;
 pub mod uart16550;
