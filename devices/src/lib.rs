@@ -6,6 +6,7 @@
 //!   are dropped on write, counted and logged (`-d guest_errors`).
 //! - [`uart16550`]: the 16550A UART of the COM ports.
 //! - [`debug_exit`]: QEMU's isa-debug-exit (a write ends the run).
+//! - [`pit8254`]: the 8254 interval timer, driven by virtual time.
 //! - [`testdev`]: QEMU's pc-testdev scratch areas (IORAM, port 0xe0).
 //!
 //! Each device keeps its guest-visible state in one plain-data struct whose
@@ -34,5 +35,6 @@
 
 pub mod bus;
 pub mod debug_exit;
+pub mod pit8254;
 pub mod testdev;
 pub mod uart16550;
