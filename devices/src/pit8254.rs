@@ -31,6 +31,7 @@
 
 use crate::bus::BusDevice;
 use cjemu_replay::clock::{VirtualNow, VirtualNs};
+use cjemu_replay::{StateHash, StateHasher};
 use thiserror::Error;
 
 /// Input clock of every counter, in Hz.
@@ -323,6 +324,47 @@ impl BusDevice for Pit8254 {
         for (i, &d) in data.iter().enumerate() {
             self.write_reg(offset + i as u64, d, now);
         }
+    }
+}
+
+impl StateHash for PitState {
+    /// Per counter, in order 0, 1, 2: mode, access, bcd, gate, cr
+    /// (presence, value), write_lsb, read_msb, count_latch, status_latch,
+    /// null_count, running, n, load_tick, paused_at, pending (count,
+    /// at_tick, load_tick). Absent options hash as a 0 flag byte alone.
+    fn hash_state(&self, h: &mut StateHasher) {
+        h.write_tag("pit8254");
+        for c in &self.channels {
+            h.write_u8(c.mode);
+            h.write_u8(c.access);
+            h.write_u8(c.bcd as u8);
+            h.write_u8(c.gate as u8);
+            hash_opt(h, c.cr, |h, v| h.write_u16(v));
+            hash_opt(h, c.write_lsb, |h, v| h.write_u8(v));
+            h.write_u8(c.read_msb as u8);
+            hash_opt(h, c.count_latch, |h, v| h.write_u16(v));
+            hash_opt(h, c.status_latch, |h, v| h.write_u8(v));
+            h.write_u8(c.null_count as u8);
+            h.write_u8(c.running as u8);
+            h.write_u32(c.n);
+            h.write_u64(c.load_tick);
+            hash_opt(h, c.paused_at, |h, v| h.write_u64(v));
+            hash_opt(h, c.pending, |h, p| {
+                h.write_u32(p.count);
+                h.write_u64(p.at_tick);
+                h.write_u64(p.load_tick);
+            });
+        }
+    }
+}
+
+fn hash_opt<T>(h: &mut StateHasher, v: Option<T>, f: impl FnOnce(&mut StateHasher, T)) {
+    match v {
+        Some(v) => {
+            h.write_u8(1);
+            f(h, v);
+        }
+        None => h.write_u8(0),
     }
 }
 
@@ -1001,6 +1043,18 @@ mod tests {
         ));
         p.reset();
         assert_eq!(p.state(), PitState::default());
+    }
+
+    #[test]
+    fn pit_state_hash_follows_the_state() {
+        let mut p = pit();
+        let reset = p.state().state_hash();
+        assert_eq!(reset, PitState::default().state_hash());
+        program(&mut p, 0, 2, 4, 0);
+        let programmed = p.state().state_hash();
+        assert_ne!(programmed, reset);
+        p.read_reg(0, at(1)); // moves the read flip-flop
+        assert_ne!(p.state().state_hash(), programmed);
     }
 
     #[test]

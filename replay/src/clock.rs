@@ -32,6 +32,7 @@
 //! assert_eq!(c.insns_until(VirtualNs(20_800), 1000), 100);
 //! ```
 
+use crate::state_hash::{StateHash, StateHasher};
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -149,6 +150,16 @@ pub struct ClockState {
     pub shift: u8,
     /// `shift=auto` (the shift may change).
     pub auto: bool,
+}
+
+impl StateHash for ClockState {
+    /// bias (as u64 bits), shift, auto.
+    fn hash_state(&self, h: &mut StateHasher) {
+        h.write_tag("clock");
+        h.write_u64(self.bias as u64);
+        h.write_u8(self.shift);
+        h.write_u8(self.auto as u8);
+    }
 }
 
 /// What moved the clock.
@@ -409,6 +420,8 @@ mod tests {
         c.set_shift(7, 123).unwrap();
         let d = VirtualClock::from_state(&c.state()).unwrap();
         assert_eq!(d, c);
+        assert_eq!(d.state().state_hash(), c.state().state_hash());
+        assert_ne!(c.state().state_hash(), ClockState::default().state_hash());
         let bad = ClockState {
             shift: 12,
             ..ClockState::default()

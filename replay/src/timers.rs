@@ -21,6 +21,7 @@
 //! ```
 
 use crate::clock::{VirtualClock, VirtualNs};
+use crate::state_hash::{StateHash, StateHasher};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A timer's name. The machine assigns ids; a device owns the ids it is
@@ -34,6 +35,18 @@ pub struct TimerId(pub u32);
 pub struct TimersState {
     /// The armed timers, sorted by id, each id once.
     pub armed: Vec<(TimerId, VirtualNs)>,
+}
+
+impl StateHash for TimersState {
+    /// The number of armed timers, then (id, deadline) by id.
+    fn hash_state(&self, h: &mut StateHasher) {
+        h.write_tag("timers");
+        h.write_u64(self.armed.len() as u64);
+        for &(id, d) in &self.armed {
+            h.write_u32(id.0);
+            h.write_u64(d.0);
+        }
+    }
 }
 
 /// The set of timers of one machine.
@@ -198,5 +211,7 @@ mod tests {
         assert_eq!(u, t);
         let got: Vec<_> = u.expire(VirtualNs(9)).collect();
         assert_eq!(got, [TimerId(2), TimerId(4)]);
+        assert_ne!(u.state().state_hash(), s.state_hash());
+        assert_eq!(u.state().state_hash(), TimersState::default().state_hash());
     }
 }
