@@ -13,6 +13,23 @@
 //! 1193182 edges. [`Pit8254::next_out_change`] tells the machine when to arm
 //! a timer to follow OUT (IRQ0 is its rising edge).
 //!
+//! ```
+//! use cjemu_devices::pit8254::{ns_of_tick, Pit8254, OFS_CONTROL};
+//! use cjemu_replay::clock::{VirtualNow, VirtualNs};
+//! let mut pit = Pit8254::new(VirtualNow::new());
+//! let t0 = VirtualNs(1_000);
+//! pit.write_reg(OFS_CONTROL, 0x34, t0); // counter 0, LSB then MSB, mode 2
+//! pit.write_reg(0, 0xa9, t0); // 1193 = 0x04a9: about 1 kHz
+//! pit.write_reg(0, 0x04, t0);
+//! // The machine arms a timer for the next OUT change, and on expiry sets
+//! // IRQ0 to `pit.out(0, now)` and asks again.
+//! let low = pit.next_out_change(0, t0).unwrap();
+//! assert!(!pit.out(0, low));
+//! let high = pit.next_out_change(0, low).unwrap();
+//! assert!(pit.out(0, high)); // rising edge: IRQ0
+//! assert_eq!(high, ns_of_tick(1 + 1193)); // t0 is within edge 1
+//! ```
+//!
 //! Model conventions, where the datasheet leaves room:
 //! - A count written at time t is loaded at once: the counter reads N until
 //!   the next input edge, N-1 after it, and so on (the chip's one-edge load
