@@ -12,6 +12,7 @@
 //! - [`port61`]: system control port B (PIT gate, speaker, refresh).
 //! - [`io_delay`]: the I/O-delay write sinks (ports 0x80, 0xed).
 //! - [`timed`]: devices that need the virtual time on each access.
+//! - [`pit8254`]: the 8254 interval timer, driven by virtual time.
 //! - [`testdev`]: QEMU's pc-testdev scratch areas (IORAM, port 0xe0).
 //!
 //! Each device keeps its guest-visible state in one plain-data struct whose
@@ -43,6 +44,7 @@ pub mod debug_exit;
 pub mod i8042;
 pub mod io_delay;
 pub mod pic8259;
+pub mod pit8254;
 pub mod port61;
 pub mod rtc_cmos;
 pub mod testdev;
