@@ -314,7 +314,7 @@ impl BlockCache {
     /// result is remembered in `prev`. Same result and same side effects as
     /// `get` (a valid link implies `get` would hit the code TLB and return
     /// that very block), only cheaper.
-    #[inline]
+    #[inline(always)]
     pub fn get_linked(&mut self, cx: &mut Interp, prev: &Block) -> Result<Rc<Block>, Exception> {
         let (key, lin) = Self::key_of(cx);
         let host = cx.cpu.tlb.host_exec(lin).map_or(0, |p| p as u64);
@@ -328,8 +328,19 @@ impl BlockCache {
                 return Ok(Rc::from_raw(link.block));
             }
         }
+        self.get_and_link(cx, cell, lin)
+    }
+
+    /// `get`, remembering the result in `cell` when a later TLB hit at
+    /// `lin` would find it.
+    #[inline(never)]
+    fn get_and_link(
+        &mut self,
+        cx: &mut Interp,
+        cell: &std::cell::Cell<Link>,
+        lin: u64,
+    ) -> Result<Rc<Block>, Exception> {
         let b = self.get(cx)?;
-        // Link only what a later TLB hit at this address would find.
         if let Some(h) = cx.cpu.tlb.host_exec(lin) {
             if cx.mem.phys_of_host(h).map(|a| a.0) == Some(b.phys) {
                 cell.set(Link {

@@ -318,7 +318,12 @@ impl Engine {
             // begins, so one that sets it again (MOV SS; STI) keeps its own.
             self.cx.cpu.interrupt_shadow = 0;
             if let Accel::Jit { threshold } = self.config.accel {
-                if let Some(c) = self.compiled(block, threshold) {
+                // Already compiled: the common case, without the call.
+                let c = match block.compiled.get() {
+                    Some(c) => c.as_ref(),
+                    None => self.compiled(block, threshold),
+                };
+                if let Some(c) = c {
                     match self.run_compiled(c) {
                         Ok(Some(exit)) => return exit,
                         Ok(None) => continue,
