@@ -87,6 +87,42 @@ pub struct Block {
     /// block: `Some` compiled, `None` compilation failed (not retried). It
     /// is dropped with the block (a code write drops both).
     pub compiled: std::cell::OnceCell<Option<crate::cranelift::CompiledBlock>>,
+    /// The blocks that last ran after this one, [0] at a jump target, [1]
+    /// at the fall-through RIP: a cache in front of [`BlockCache::get`],
+    /// see [`BlockCache::get_linked`].
+    succ: [std::cell::Cell<Link>; 2],
+    /// RIP after the last instruction (where the block falls through).
+    fallthrough: u64,
+}
+
+/// A remembered successor. It stands for "`BlockCache::get` returns
+/// `block`" while the cache's generation is still `gen` (no block has left
+/// the map since, so `block`, which was in it, still is and is alive) and
+/// the code TLB still maps the block's linear address to `host` (so the
+/// lookup would hit the TLB, with no page walk, and find the same physical
+/// address).
+#[derive(Clone, Copy)]
+struct Link {
+    gen: u64,
+    host: u64,
+    /// `block.key`, kept here so the check needs no load from the block.
+    key: BlockKey,
+    block: *const Block,
+}
+
+impl Default for Link {
+    fn default() -> Link {
+        Link {
+            gen: u64::MAX, // never current
+            host: 0,
+            key: BlockKey {
+                rip: 0,
+                cs_base: 0,
+                bitness: 0,
+            },
+            block: std::ptr::null(),
+        }
+    }
 }
 
 /// Must this instruction be the last of its block? Control transfers,
@@ -222,6 +258,9 @@ pub struct BlockCache {
     pub decoded: u64,
     /// Blocks dropped because their code was written.
     pub invalidated: u64,
+    /// Bumped whenever a block leaves the map (dropped or replaced), which
+    /// voids every successor link made before.
+    gen: u64,
 }
 
 const FAST_ENTRIES: usize = 4096;
@@ -241,6 +280,7 @@ impl BlockCache {
             fast: vec![None; FAST_ENTRIES],
             decoded: 0,
             invalidated: 0,
+            gen: 0,
         }
     }
 
@@ -249,9 +289,10 @@ impl BlockCache {
         ((key.rip ^ (key.rip >> 12)) as usize) & (FAST_ENTRIES - 1)
     }
 
-    /// The block at the CPU's current RIP, decoding it if needed. A fault
-    /// while fetching the first instruction is returned.
-    pub fn get(&mut self, cx: &mut Interp) -> Result<Rc<Block>, Exception> {
+    /// The key of the block at the CPU's current RIP, and its linear
+    /// address.
+    #[inline(always)]
+    fn key_of(cx: &Interp) -> (BlockKey, u64) {
         let cpu = &cx.cpu;
         let key = BlockKey {
             rip: cpu.rip,
@@ -264,6 +305,59 @@ impl BlockCache {
         } else {
             lin & 0xffff_ffff
         };
+        (key, lin)
+    }
+
+    /// The block at the CPU's current RIP, as [`BlockCache::get`] returns
+    /// it, when `prev` (the block that ran before) remembers it as its
+    /// successor and the link is still valid; otherwise `get`, and the
+    /// result is remembered in `prev`. Same result and same side effects as
+    /// `get` (a valid link implies `get` would hit the code TLB and return
+    /// that very block), only cheaper.
+    #[inline(always)]
+    pub fn get_linked(&mut self, cx: &mut Interp, prev: &Block) -> Result<Rc<Block>, Exception> {
+        let (key, lin) = Self::key_of(cx);
+        let host = cx.cpu.tlb.host_exec(lin).map_or(0, |p| p as u64);
+        let cell = &prev.succ[(key.rip == prev.fallthrough) as usize];
+        let link = cell.get();
+        if link.gen == self.gen && link.host == host && link.key == key {
+            // SAFETY: the generation has not moved since the link was made,
+            // so the block is still held by the map (see `Link`).
+            unsafe {
+                Rc::increment_strong_count(link.block);
+                return Ok(Rc::from_raw(link.block));
+            }
+        }
+        self.get_and_link(cx, cell, lin)
+    }
+
+    /// `get`, remembering the result in `cell` when a later TLB hit at
+    /// `lin` would find it.
+    #[inline(never)]
+    fn get_and_link(
+        &mut self,
+        cx: &mut Interp,
+        cell: &std::cell::Cell<Link>,
+        lin: u64,
+    ) -> Result<Rc<Block>, Exception> {
+        let b = self.get(cx)?;
+        if let Some(h) = cx.cpu.tlb.host_exec(lin) {
+            if cx.mem.phys_of_host(h).map(|a| a.0) == Some(b.phys) {
+                cell.set(Link {
+                    gen: self.gen,
+                    host: h as u64,
+                    key: b.key,
+                    block: Rc::as_ptr(&b),
+                });
+            }
+        }
+        Ok(b)
+    }
+
+    /// The block at the CPU's current RIP, decoding it if needed. A fault
+    /// while fetching the first instruction is returned.
+    pub fn get(&mut self, cx: &mut Interp) -> Result<Rc<Block>, Exception> {
+        let (key, lin) = Self::key_of(cx);
         // Physical address of the first byte, through the TLB when it hits.
         let phys = match cx.cpu.tlb.host_exec(lin) {
             Some(p) => match cx.mem.phys_of_host(p) {
@@ -299,7 +393,9 @@ impl BlockCache {
                 }
             }
         }
-        self.map.insert(key, block.clone());
+        if self.map.insert(key, block.clone()).is_some() {
+            self.gen += 1; // the old block for this key (another phys) is gone
+        }
         self.fast[slot] = Some(block.clone());
         Ok(block)
     }
@@ -319,6 +415,7 @@ impl BlockCache {
         }
         if any {
             self.fast.iter_mut().for_each(|e| *e = None);
+            self.gen += 1;
         }
     }
 
@@ -327,6 +424,7 @@ impl BlockCache {
         self.map.clear();
         self.by_page.clear();
         self.fast.iter_mut().for_each(|e| *e = None);
+        self.gen += 1;
     }
 
     /// Number of blocks cached.
@@ -402,6 +500,7 @@ fn decode_block(cx: &mut Interp, key: BlockKey, lin: u64, phys: u64) -> Result<B
         }
     }
     compute_liveness(&mut insns);
+    let fallthrough = insns.last().map_or(key.rip, |i| i.next_ip());
     Ok(Block {
         key,
         phys,
@@ -409,5 +508,7 @@ fn decode_block(cx: &mut Interp, key: BlockKey, lin: u64, phys: u64) -> Result<B
         insns,
         exec_count: std::cell::Cell::new(0),
         compiled: std::cell::OnceCell::new(),
+        succ: Default::default(),
+        fallthrough,
     })
 }

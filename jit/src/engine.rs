@@ -15,6 +15,7 @@ use crate::interrupt::{self, Delivery};
 use crate::memory::{GuestMemory, IoBus, NoIo};
 use crate::state::{exit_req, CpuState};
 use std::fmt;
+use std::rc::Rc;
 use std::time::Instant;
 
 /// Why [`Engine::run`] returned.
@@ -291,12 +292,19 @@ impl Engine {
         // Code pages written from outside since the last run (loading with
         // `write_phys`) must not run stale translations.
         self.sync_code_writes();
+        // The block that ran last: its successor links save most of the
+        // lookup (`BlockCache::get_linked` returns what `get` would).
+        let mut prev: Option<Rc<Block>> = None;
         loop {
             if self.cx.cpu.budget == 0 {
                 return Exit::BudgetExhausted;
             }
-            let block = match self.blocks.get(&mut self.cx) {
-                Ok(b) => b,
+            let got = match &prev {
+                Some(p) => self.blocks.get_linked(&mut self.cx, p),
+                None => self.blocks.get(&mut self.cx),
+            };
+            let block: &Block = match got {
+                Ok(b) => prev.insert(b),
                 Err(ex) => match self.raise(ex) {
                     Some(exit) => return exit,
                     None => continue,
@@ -310,7 +318,12 @@ impl Engine {
             // begins, so one that sets it again (MOV SS; STI) keeps its own.
             self.cx.cpu.interrupt_shadow = 0;
             if let Accel::Jit { threshold } = self.config.accel {
-                if let Some(c) = self.compiled(&block, threshold) {
+                // Already compiled: the common case, without the call.
+                let c = match block.compiled.get() {
+                    Some(c) => c.as_ref(),
+                    None => self.compiled(block, threshold),
+                };
+                if let Some(c) = c {
                     match self.run_compiled(c) {
                         Ok(Some(exit)) => return exit,
                         Ok(None) => continue,

@@ -153,23 +153,24 @@ impl CompiledBlock {
             return JitExit::NotEntered;
         }
         let interp: *mut Interp = cx;
+        let mut rc = JitCtx {
+            value: 0,
+            interp,
+            fault: None,
+            helpers: self.helpers.as_ptr(),
+            bitness: self.bitness,
+            panic: None,
+        };
         // SAFETY: both pointers come from `cx`, which we hold exclusively
         // for the call. The code accesses only `CpuState` fields (through
         // `offset_of_field`) and guest RAM through TLB entries, which point
         // into RAM by the TLB's invariant; helpers get the `Interp` back
-        // through the context, and `helpers` outlives the call.
-        let (st, rc) = unsafe {
+        // through the context, and `helpers` outlives the call. `rc` stays
+        // in place (copying it out right after the code wrote parts of it
+        // costs a store-forwarding stall on every block).
+        let st = unsafe {
             let cpu: *mut CpuState = &mut *(*interp).cpu;
-            let mut rc = JitCtx {
-                value: 0,
-                interp,
-                fault: None,
-                helpers: self.helpers.as_ptr(),
-                bitness: self.bitness,
-                panic: None,
-            };
-            let st = (self.func)(cpu, &mut rc);
-            (st, rc)
+            (self.func)(cpu, &mut rc)
         };
         match st {
             status::COMPLETED | status::LEFT => JitExit::Completed,
@@ -182,7 +183,7 @@ impl CompiledBlock {
                     JitExit::Fault(Exception::ud())
                 }
             },
-            status::PANIC => match rc.panic {
+            status::PANIC => match rc.panic.take() {
                 Some(p) => std::panic::resume_unwind(p),
                 None => panic!("compiled block reported a panic without a payload"),
             },
