@@ -6,67 +6,15 @@
 //! The loop uses only instructions the interpreter implements today
 //! (MOV, LEA, ADD, SUB, XOR, AND, INC, DEC, CMP, Jcc, loads, stores).
 
-use cjemu::flat::load_flat;
-use cjemu_jit::{Engine, Exit};
+use cjemu_jit::{Accel, Engine};
 use criterion::{criterion_group, Criterion, Throughput};
-use iced_x86::code_asm::*;
 use std::time::{Duration, Instant};
 
-const LOAD: u64 = 0x10_0000;
-const DATA: u64 = 0x20_0000;
-const ITERATIONS: u32 = 200_000;
-
-/// The loop guest: 12 instructions per iteration, then HLT.
-fn guest() -> Vec<u8> {
-    let mut a = CodeAssembler::new(64).unwrap();
-    let mut top = a.create_label();
-    let mut bad = a.create_label();
-    (|| -> Result<(), IcedError> {
-        a.mov(ecx, ITERATIONS)?;
-        a.xor(eax, eax)?;
-        a.mov(ebx, 1)?;
-        a.mov(rdi, DATA)?;
-        a.set_label(&mut top)?;
-        a.add(rax, rbx)?;
-        a.xor(rbx, rax)?;
-        a.and(rbx, 0x7fff_ffff)?;
-        a.lea(rsi, ptr(rax + rbx * 2 + 7))?;
-        a.sub(rsi, rcx)?;
-        a.mov(qword_ptr(rdi), rsi)?;
-        a.mov(rdx, qword_ptr(rdi))?;
-        a.inc(rbx)?;
-        a.cmp(rdx, rsi)?;
-        a.jne(bad)?;
-        a.dec(rcx)?;
-        a.jnz(top)?;
-        a.hlt()?;
-        a.set_label(&mut bad)?;
-        a.ud2()
-    })()
-    .unwrap();
-    a.assemble(LOAD).unwrap()
-}
+mod common;
+use common::{alu_loop, run_once, ITERATIONS};
 
 fn engine() -> Engine {
-    let mut e = Engine::new(16 << 20).unwrap();
-    load_flat(&mut e, &guest(), LOAD, LOAD).unwrap();
-    e
-}
-
-/// Run the guest from the top once; returns instructions retired.
-fn run_once(e: &mut Engine) -> u64 {
-    let cpu = e.cpu_mut();
-    cpu.rip = LOAD;
-    cpu.gpr = [0; 16];
-    let start = cpu.icount;
-    loop {
-        match e.run(10_000_000) {
-            Exit::Halted => break,
-            Exit::BudgetExhausted => continue,
-            other => panic!("benchmark guest ended with {other:?}"),
-        }
-    }
-    e.cpu().icount - start
+    common::engine(&alu_loop(), Accel::Interp)
 }
 
 fn bench_interp(c: &mut Criterion) {
