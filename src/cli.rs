@@ -1299,6 +1299,51 @@ mod tests {
     }
 
     #[test]
+    fn rtc_base_dates_utc_and_localtime() {
+        assert_eq!(run(&[]).rtc_base, RtcBase::Utc, "default: host UTC");
+        // 2020-02-29T12:00:00Z: 18321 days after the epoch, plus 12 h.
+        let leap = 18321 * 86400 + 12 * 3600;
+        assert_eq!(
+            run(&["-rtc", "base=2020-02-29T12:00:00"]).rtc_base,
+            RtcBase::Fixed(leap)
+        );
+        assert_eq!(
+            run(&["--rtc=base=2020-02-29"]).rtc_base,
+            RtcBase::Fixed(18321 * 86400)
+        );
+        assert_eq!(run(&["-rtc", "base=utc"]).rtc_base, RtcBase::Utc);
+        assert_eq!(
+            run(&["-rtc", "base=localtime,clock=vm"]).rtc_base,
+            RtcBase::LocalTime
+        );
+        assert_eq!(parse_datetime("1970-01-01T00:00:00"), Ok(0));
+        assert_eq!(parse_datetime("1900-01-01"), Ok(-2_208_988_800));
+        let c = run(&["-rtc", "base=utc,clock=host,driftfix=slew"]);
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn rtc_rejects_bad_dates_and_keys() {
+        for bad in [
+            "base=2019-02-29",
+            "base=2020-13-01",
+            "base=2020-04-31T00:00:00",
+            "base=2020-01-01T24:00:00",
+            "base=2020-01-01T12:00",
+            "base=20-01-01",
+            "base=1899-12-31",
+            "base=tomorrow",
+            "clock=wall",
+            "base",
+        ] {
+            assert!(
+                matches!(parse(["-rtc", bad]), Err(Error::Usage(m)) if m.contains("-rtc")),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn stats_and_no_reboot_flags() {
         for a in ["-stats", "--stats"] {
             assert!(run(&[a]).stats);
