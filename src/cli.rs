@@ -36,7 +36,7 @@ QEMU options accepted for pasted command lines (at most a warning):
   -device isa-debug-exit[,iobase=0xf4,iosize=0x04] (honoured), -device pc-testdev,
   -cpu X, -smp 1
 
-Exit status: guest power-off (HLT with IF=0) or triple fault with -no-reboot 0;
+Exit status: guest power-off (HLT with IF=0), or triple fault or guest reset with -no-reboot 0;
 debug-exit V: (V<<1)|1; usage error, bad input file or feature not implemented yet 2;
 replay error 4; internal error 6.";
 
@@ -74,6 +74,9 @@ struct RawArgs {
     /// Stop instead of rebooting on reset or triple fault
     #[arg(long = "no-reboot")]
     no_reboot: bool,
+    /// RTC start: base=utc (default: host time at start), base=localtime, or base=YYYY-MM-DDTHH:MM:SS / YYYY-MM-DD (UTC)
+    #[arg(long, value_name = "base=utc|localtime|DATETIME")]
+    rtc: Option<String>,
     /// Log items (-d help lists them)
     #[arg(short = 'd', long = "d", value_name = "ITEM[,ITEM]")]
     log_items: Vec<String>,
@@ -174,6 +177,17 @@ pub struct Icount {
     pub align: bool,
 }
 
+/// `-rtc base=`: what the RTC shows at the start of the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RtcBase {
+    /// The host's UTC time at start (the default).
+    Utc,
+    /// The host's local time at start.
+    LocalTime,
+    /// This time, seconds since 1970-01-01 UTC.
+    Fixed(i64),
+}
+
 /// A serial port's backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SerialTarget {
@@ -193,6 +207,8 @@ pub struct Config {
     /// COM1, COM2, … (COM1 = stdio when none is given).
     pub serial: Vec<SerialTarget>,
     pub no_reboot: bool,
+    /// `-rtc base=`.
+    pub rtc_base: RtcBase,
     pub log_items: Vec<&'static LogItem>,
     pub log_file: Option<PathBuf>,
     pub accel: Accel,
@@ -412,6 +428,10 @@ fn validate(raw: RawArgs) -> Result<Config, Error> {
     };
     let record_replay = combine_record_replay(rr, &raw)?;
     let serial = parse_serials(&raw.serial, &mut warnings)?;
+    let rtc_base = match &raw.rtc {
+        Some(r) => parse_rtc(r, &mut warnings).map_err(|e| usage(format!("-rtc {r}: {e}")))?,
+        None => RtcBase::Utc,
+    };
     let initrd = match &raw.initrd {
         Some(s) => parse_initrd(s)?,
         None => Vec::new(),
@@ -438,6 +458,7 @@ fn validate(raw: RawArgs) -> Result<Config, Error> {
         ram_size,
         serial,
         no_reboot: raw.no_reboot,
+        rtc_base,
         log_items,
         log_file: raw.log_file,
         accel,
@@ -645,6 +666,94 @@ fn combine_record_replay(
             "give only one of --record FILE, --replay FILE and --icount rr=…",
         )),
     }
+}
+
+/// `-rtc [base=utc|localtime|DATETIME][,clock=vm|host|rt][,driftfix=none|slew]`
+/// (QEMU's syntax). The RTC always follows virtual time, so `clock=` and
+/// `driftfix=` other than the deterministic choice are accepted with a
+/// warning.
+pub fn parse_rtc(s: &str, warnings: &mut Vec<String>) -> Result<RtcBase, String> {
+    let mut base = RtcBase::Utc;
+    for part in s.split(',') {
+        match part.split_once('=') {
+            Some(("base", "utc")) => base = RtcBase::Utc,
+            Some(("base", "localtime")) => base = RtcBase::LocalTime,
+            Some(("base", v)) => base = RtcBase::Fixed(parse_datetime(v)?),
+            Some(("clock", "vm")) | Some(("driftfix", "none")) => {}
+            Some(("clock", v @ ("host" | "rt"))) => warnings.push(format!(
+                "-rtc clock={v}: cjemu's RTC runs on virtual time (as clock=vm)"
+            )),
+            Some(("driftfix", "slew")) => {
+                warnings.push("-rtc driftfix=slew: ignored (no tick is ever lost)".into())
+            }
+            _ => {
+                return Err(format!(
+                    "'{part}' is not base=utc|localtime|YYYY-MM-DDTHH:MM:SS, clock=vm|host|rt \
+                     or driftfix=none|slew"
+                ))
+            }
+        }
+    }
+    Ok(base)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` or `YYYY-MM-DD` (midnight), UTC, years
+/// 1900–9999 (the RTC's centuries); seconds since 1970-01-01 UTC.
+pub fn parse_datetime(s: &str) -> Result<i64, String> {
+    use cjemu_devices::rtc_cmos::DateTime;
+    let bad = || format!("'{s}' is not a date YYYY-MM-DDTHH:MM:SS or YYYY-MM-DD");
+    let (date, time) = match s.split_once('T') {
+        Some((d, t)) => (d, Some(t)),
+        None => (s, None),
+    };
+    let num = |f: &str, digits: usize| -> Result<i64, String> {
+        if f.len() != digits || !f.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        f.parse().map_err(|_| bad())
+    };
+    let d: Vec<&str> = date.split('-').collect();
+    let [y, mo, day] = d.as_slice() else {
+        return Err(bad());
+    };
+    let (year, month, day) = (num(y, 4)?, num(mo, 2)?, num(day, 2)?);
+    let (hour, minute, second) = match time {
+        None => (0, 0, 0),
+        Some(t) => {
+            let f: Vec<&str> = t.split(':').collect();
+            let [h, mi, se] = f.as_slice() else {
+                return Err(bad());
+            };
+            (num(h, 2)?, num(mi, 2)?, num(se, 2)?)
+        }
+    };
+    if !(1900..=9999).contains(&year) {
+        return Err(format!("year {year} is outside 1900-9999"));
+    }
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return Err(bad());
+    }
+    let dt = DateTime {
+        year,
+        month: month as u8,
+        day: day as u8,
+        hour: hour as u8,
+        minute: minute as u8,
+        second: second as u8,
+        weekday: 0,
+    };
+    let secs = dt.to_epoch();
+    // A day past the month's end (02-30) comes back as another date.
+    let back = DateTime::from_epoch(secs);
+    if (back.year, back.month, back.day) != (year, month as u8, day as u8) {
+        return Err(format!("{date} is not a day of the calendar"));
+    }
+    Ok(secs)
 }
 
 /// One `-serial` value.
@@ -1187,6 +1296,51 @@ mod tests {
             }
         }
         assert!(matches!(parse(["--version"]), Ok(Command::PrintStdout(t)) if t.contains("cjemu")));
+    }
+
+    #[test]
+    fn rtc_base_dates_utc_and_localtime() {
+        assert_eq!(run(&[]).rtc_base, RtcBase::Utc, "default: host UTC");
+        // 2020-02-29T12:00:00Z: 18321 days after the epoch, plus 12 h.
+        let leap = 18321 * 86400 + 12 * 3600;
+        assert_eq!(
+            run(&["-rtc", "base=2020-02-29T12:00:00"]).rtc_base,
+            RtcBase::Fixed(leap)
+        );
+        assert_eq!(
+            run(&["--rtc=base=2020-02-29"]).rtc_base,
+            RtcBase::Fixed(18321 * 86400)
+        );
+        assert_eq!(run(&["-rtc", "base=utc"]).rtc_base, RtcBase::Utc);
+        assert_eq!(
+            run(&["-rtc", "base=localtime,clock=vm"]).rtc_base,
+            RtcBase::LocalTime
+        );
+        assert_eq!(parse_datetime("1970-01-01T00:00:00"), Ok(0));
+        assert_eq!(parse_datetime("1900-01-01"), Ok(-2_208_988_800));
+        let c = run(&["-rtc", "base=utc,clock=host,driftfix=slew"]);
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn rtc_rejects_bad_dates_and_keys() {
+        for bad in [
+            "base=2019-02-29",
+            "base=2020-13-01",
+            "base=2020-04-31T00:00:00",
+            "base=2020-01-01T24:00:00",
+            "base=2020-01-01T12:00",
+            "base=20-01-01",
+            "base=1899-12-31",
+            "base=tomorrow",
+            "clock=wall",
+            "base",
+        ] {
+            assert!(
+                matches!(parse(["-rtc", bad]), Err(Error::Usage(m)) if m.contains("-rtc")),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

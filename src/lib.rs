@@ -99,6 +99,41 @@ impl Guest {
     }
 }
 
+/// The RTC's time at virtual time 0, seconds since 1970-01-01: `-rtc
+/// base=`'s date, or the host's clock now. The host time is an input of
+/// the run (to be recorded for replay once recording exists).
+pub fn rtc_start_secs(base: cli::RtcBase) -> i64 {
+    let utc = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    };
+    match base {
+        cli::RtcBase::Fixed(s) => s,
+        cli::RtcBase::Utc => utc(),
+        cli::RtcBase::LocalTime => {
+            let now = utc();
+            now + local_utc_offset(now)
+        }
+    }
+}
+
+/// The host time zone's offset from UTC at `secs`, in seconds.
+fn local_utc_offset(secs: i64) -> i64 {
+    let t = secs as libc::time_t;
+    // SAFETY: localtime_r only writes the `tm` we pass; both pointers are
+    // valid for the call.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if ok {
+        tm.tm_gmtoff
+    } else {
+        log::warn!("-rtc base=localtime: the host's time zone is unknown; using UTC");
+        0
+    }
+}
+
 /// Run the configured guest; the result is the process exit status.
 pub fn run(cfg: &Config) -> Result<u8, Error> {
     logging::init(&cfg.log_items, cfg.log_file.as_deref())?;
@@ -118,14 +153,22 @@ pub fn run(cfg: &Config) -> Result<u8, Error> {
         iobase: cfg.debug_exit.0,
         iosize: cfg.debug_exit.1,
     };
-    let mut m = Machine::with_devices(cfg.ram_size, cfg.accel, serial, debug_exit)?;
+    let rtc_start = rtc_start_secs(cfg.rtc_base);
+    log::info!("RTC starts at {rtc_start} s after the epoch");
+    let mut m = Machine::with_devices(cfg.ram_size, cfg.accel, serial, debug_exit, rtc_start)?;
     guest.load(&mut m)?;
     let report = loop {
         let report = m.run()?;
+        let rebooting = guest.reboots() && !cfg.no_reboot;
         match report.outcome {
-            Outcome::TripleFault { first, rip } if guest.reboots() && !cfg.no_reboot => {
+            Outcome::TripleFault { first, rip } if rebooting => {
                 // Like QEMU: reset and boot again, for as long as it takes.
                 log::info!("{}; resetting", status::triple_fault_message(&first, rip));
+                m.reset();
+                guest.load(&mut m)?;
+            }
+            Outcome::GuestReset if rebooting => {
+                log::info!("the guest asked for a reset; resetting");
                 m.reset();
                 guest.load(&mut m)?;
             }
@@ -135,6 +178,9 @@ pub fn run(cfg: &Config) -> Result<u8, Error> {
     match report.outcome {
         Outcome::TripleFault { first, rip } => {
             eprintln!("cjemu: {}", status::triple_fault_message(&first, rip));
+        }
+        Outcome::GuestReset => {
+            eprintln!("cjemu: the guest asked for a reset; machine stopped (as with -no-reboot)")
         }
         Outcome::HaltedWithInterruptsOn => eprintln!(
             "cjemu: the guest halted with interrupts enabled, but no device can interrupt yet; \

@@ -6,11 +6,13 @@
 //! a debug-exit write ends the run with its status; HLT with interrupts off
 //! (nothing can wake the CPU) is a power-off; HLT with interrupts on also
 //! ends the run for now, since no device raises interrupts yet; a triple
-//! fault is returned to the caller, which resets or stops (`-no-reboot`).
+//! fault or a reset through the keyboard controller (0xfe to port 0x64) is
+//! returned to the caller, which resets or stops (`-no-reboot`).
 
 use crate::cli::Accel;
-use crate::pc::{DebugExitConfig, Pc, PcIo};
+use crate::pc::{ram_split, DebugExitConfig, Pc, PcConfig, PcIo};
 use crate::status::{Error, Outcome};
+use cjemu_devices::rtc_cmos::RtcConfig;
 use cjemu_devices::uart16550::SerialOutput;
 use cjemu_jit::memory::GuestMemory;
 use cjemu_jit::state::CpuState;
@@ -55,19 +57,31 @@ pub fn engine_tier(accel: Accel) -> cjemu_jit::Accel {
 
 impl Machine {
     /// A machine with `ram_size` bytes of RAM, the given CPU engine, no
-    /// serial port and the default debug-exit port.
+    /// serial port, the default debug-exit port and the RTC at the epoch.
     pub fn new(ram_size: u64, accel: Accel) -> Result<Machine, Error> {
-        Machine::with_devices(ram_size, accel, Vec::new(), DebugExitConfig::default())
+        Machine::with_devices(ram_size, accel, Vec::new(), DebugExitConfig::default(), 0)
     }
 
-    /// A machine with one UART per serial sink (COM1, COM2, …).
+    /// A machine with one UART per serial sink (COM1, COM2, …) and the RTC
+    /// showing `rtc_start_secs` (seconds since 1970-01-01 UTC) at virtual
+    /// time 0. The CMOS memory sizes follow `ram_size`.
     pub fn with_devices(
         ram_size: u64,
         accel: Accel,
         serial: Vec<Box<dyn SerialOutput>>,
         debug_exit: DebugExitConfig,
+        rtc_start_secs: i64,
     ) -> Result<Machine, Error> {
-        let pc = Rc::new(RefCell::new(Pc::new(serial, debug_exit)?));
+        let (ram_below_4g, ram_above_4g) = ram_split(ram_size);
+        let cfg = PcConfig {
+            debug_exit,
+            rtc: RtcConfig {
+                start_secs: rtc_start_secs,
+                ram_below_4g,
+                ram_above_4g,
+            },
+        };
+        let pc = Rc::new(RefCell::new(Pc::new(serial, &cfg)?));
         let mut mem = GuestMemory::new(ram_size).map_err(|e| Error::Usage(format!("-m: {e}")))?;
         pc.borrow().map_mmio(&mut mem)?;
         let mut engine = Engine::with_memory(mem, Box::new(PcIo(pc.clone())));
@@ -88,12 +102,17 @@ impl Machine {
 
     /// What a device asked for after the last exit, if anything.
     fn device_request(&mut self) -> Option<Outcome> {
-        let v = self.pc.borrow().debug_exit.borrow_mut().take_request()?;
-        Some(Outcome::DebugExit(v))
+        let pc = self.pc.borrow();
+        if let Some(v) = pc.debug_exit.borrow_mut().take_request() {
+            return Some(Outcome::DebugExit(v));
+        }
+        // The i8042 pulsed the CPU's reset line.
+        let reset = pc.i8042.borrow_mut().take_reset_request();
+        reset.then_some(Outcome::GuestReset)
     }
 
-    /// Run until the guest powers off, exits through the debug port or
-    /// triple-faults.
+    /// Run until the guest powers off, exits through the debug port,
+    /// triple-faults or asks for a reset.
     pub fn run(&mut self) -> Result<RunReport, Error> {
         let start = Instant::now();
         let outcome = loop {
@@ -207,6 +226,7 @@ mod tests {
             Accel::Interp,
             vec![Box::new(out.clone())],
             DebugExitConfig::default(),
+            0,
         )
         .unwrap();
         // mov dx, 0x3f8; mov al, 'k'; out dx, al; mov dx, 0x3fb; mov al, 3;
@@ -238,5 +258,48 @@ mod tests {
             }
             o => panic!("{o:?}"),
         }
+    }
+
+    #[test]
+    fn i8042_reset_command_ends_the_run_as_a_guest_reset() {
+        let mut m = Machine::new(1 << 20, Accel::Interp).unwrap();
+        // mov al, 0xfe; out 0x64, al; hlt
+        load_flat(
+            &mut m.engine,
+            &[0xb0, 0xfe, 0xe6, 0x64, 0xf4],
+            0x1000,
+            0x1000,
+        )
+        .unwrap();
+        let r = m.run().unwrap();
+        assert_eq!(r.outcome, Outcome::GuestReset);
+        assert_eq!(r.outcome.status(), 0);
+        assert_eq!(m.engine.cpu().icount, 2, "the reset stops at the OUT");
+        assert!(!m.pc.borrow().i8042.borrow().reset_requested(), "taken");
+    }
+
+    #[test]
+    fn the_guest_reads_the_rtc_start_date_and_cmos_ram_size() {
+        let start = crate::cli::parse_datetime("2031-07-04T10:20:30").unwrap();
+        let mut m = Machine::with_devices(
+            64 << 20,
+            Accel::Interp,
+            Vec::new(),
+            DebugExitConfig::default(),
+            start,
+        )
+        .unwrap();
+        // mov al, 8; out 0x70, al; in al, 0x71; mov bl, al;
+        // mov al, 0x35; out 0x70, al; in al, 0x71; mov bh, al;
+        // mov al, bl; out 0xf4, al
+        let code = [
+            0xb0, 0x08, 0xe6, 0x70, 0xe4, 0x71, 0x88, 0xc3, 0xb0, 0x35, 0xe6, 0x70, 0xe4, 0x71,
+            0x88, 0xc7, 0x88, 0xd8, 0xe6, 0xf4,
+        ];
+        load_flat(&mut m.engine, &code, 0x1000, 0x1000).unwrap();
+        let r = m.run().unwrap();
+        assert_eq!(r.outcome, Outcome::DebugExit(0x07), "July in BCD");
+        // (64 - 16) MiB in 64 KiB units = 0x300: high byte 3.
+        assert_eq!((m.engine.cpu().reg(Gpr::Rbx) >> 8) & 0xff, 0x03);
     }
 }

@@ -10,18 +10,42 @@
 //! | isa-debug-exit | port 0xf4 (`-device isa-debug-exit,iobase=,iosize=`) | 4 |
 //! | pc-testdev port scratch | ports 0xe0 and 0xe8 | 4 |
 //! | pc-testdev IORAM | 0xff000000 | 64 KiB |
+//! | 8259A PIC master / slave | ports 0x20, 0xa0 | 2 each |
+//! | ELCR (edge/level control) | port 0x4d0 | 2 |
+//! | i8042 keyboard controller | ports 0x60 (data), 0x64 (status/command) | 1 each |
+//! | MC146818 RTC / CMOS | port 0x70 (index), 0x71 (data) | 2 |
+//! | system control port B | port 0x61 | 1 |
+//! | I/O-delay sinks | ports 0x80, 0xed | 1 each |
 //!
 //! A UART is present for every `-serial` given (COM1 on stdout without one).
+//!
+//! No interrupt line reaches the CPU yet: the PIC's inputs are not driven
+//! by the UARTs, the i8042 or the RTC, and its INT output is not sampled;
+//! the guest can only program it and read it back. The i8042's A20 output
+//! is not wired either (A20 is always on). Port 0x61's PIT link is
+//! [`NoLink`] until the PIT exists.
+//!
+//! Virtual time, for the RTC and port 0x61, is for now derived from the
+//! instruction count alone: [`NS_PER_INSN`] ns per retired instruction,
+//! counted from the start of the run (the instruction count the engine
+//! hands each port access). The RTC shows `-rtc base=` plus that time.
 
 use crate::cli::SerialTarget;
 use crate::status::Error;
+use cjemu_devices::bus::BusDevice;
 use cjemu_devices::bus::{Bus, BusError, SharedDevice};
 use cjemu_devices::debug_exit::DebugExit;
+use cjemu_devices::i8042::{I8042, OFS_DATA as KBD_OFS_DATA, OFS_STATUS as KBD_OFS_STATUS};
+use cjemu_devices::io_delay::IoDelay;
+use cjemu_devices::pic8259::{Pic8259, Pic8259Window, OFS_ELCR, OFS_MASTER, OFS_SLAVE};
+use cjemu_devices::port61::{NoLink, Port61};
+use cjemu_devices::rtc_cmos::{RtcCmos, RtcConfig, RTC_SIZE};
 use cjemu_devices::testdev::{TestdevIoram, TestdevPort, IORAM_SIZE, PORT_SIZE};
+use cjemu_devices::timed::{NowNs, TimedWindow};
 use cjemu_devices::uart16550::{NullOutput, SerialOutput, Uart16550, UART_SIZE};
 use cjemu_jit::emit::Width;
 use cjemu_jit::memory::{GuestMemory, GuestPhysAddr, IoBus};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::rc::Rc;
@@ -38,6 +62,65 @@ pub const TESTDEV_PORT: u16 = 0xe0;
 pub const TESTDEV_PORT_BYTE: u16 = 0xe8;
 /// pc-testdev IORAM (kvm-unit-tests' MMIO scratch).
 pub const IORAM_BASE: u64 = 0xff00_0000;
+/// 8259A master (command, data).
+pub const PIC_MASTER_BASE: u16 = 0x20;
+/// 8259A slave (command, data).
+pub const PIC_SLAVE_BASE: u16 = 0xa0;
+/// The two ELCRs (master, slave).
+pub const ELCR_BASE: u16 = 0x4d0;
+/// i8042 data port.
+pub const KBD_DATA_PORT: u16 = 0x60;
+/// i8042 status (read) / command (write) port.
+pub const KBD_STATUS_PORT: u16 = 0x64;
+/// System control port B.
+pub const PORT61: u16 = 0x61;
+/// MC146818 index port (the data port follows).
+pub const RTC_BASE: u16 = 0x70;
+/// I/O-delay write sinks (POST code port, Linux's alternative delay port).
+pub const IO_DELAY_PORTS: [u16; 2] = [0x80, 0xed];
+/// Virtual nanoseconds per retired instruction, until the virtual clock
+/// exists: the only source of virtual time for now.
+pub const NS_PER_INSN: u64 = 1;
+
+/// Where RAM goes around the PCI hole, as on QEMU's `pc` machine: all of
+/// it below 4 GiB up to 3.5 GiB; from 3.5 GiB on, 3 GiB below and the
+/// rest above 4 GiB. Returns (below 4 GiB, above 4 GiB) in bytes; the
+/// CMOS memory-size bytes report these.
+pub fn ram_split(ram_size: u64) -> (u64, u64) {
+    const LOWMEM_MAX: u64 = 0xe000_0000;
+    const GIGABYTE_ALIGNED: u64 = 0xc000_0000;
+    if ram_size >= LOWMEM_MAX {
+        (GIGABYTE_ALIGNED, ram_size - GIGABYTE_ALIGNED)
+    } else {
+        (ram_size, 0)
+    }
+}
+
+/// A device seen through a window that starts `offset` bytes into it: the
+/// i8042's two ports are 4 apart with port 0x61 between them, so each gets
+/// its own one-byte window.
+struct OffsetWindow {
+    dev: SharedDevice,
+    offset: u64,
+}
+
+impl BusDevice for OffsetWindow {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        self.dev.borrow_mut().read(self.offset + offset, data);
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        self.dev.borrow_mut().write(self.offset + offset, data);
+    }
+}
+
+/// What the PC's devices are built from, besides the serial sinks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PcConfig {
+    /// Where the debug-exit device goes.
+    pub debug_exit: DebugExitConfig,
+    /// RTC start time and the CMOS memory sizes.
+    pub rtc: RtcConfig,
+}
 
 /// Where the debug-exit device goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +154,17 @@ pub struct Pc {
     pub ioram: Rc<RefCell<TestdevIoram>>,
     /// pc-testdev port scratch register.
     pub testdev_port: Rc<RefCell<TestdevPort>>,
+    /// The 8259A pair (and ELCRs).
+    pub pic: Rc<RefCell<Pic8259>>,
+    /// The keyboard controller.
+    pub i8042: Rc<RefCell<I8042>>,
+    /// The RTC and CMOS memory.
+    pub rtc: Rc<RefCell<RtcCmos>>,
+    /// Port 0x61.
+    pub port61: Rc<RefCell<Port61>>,
+    /// Instructions retired before the current device access (set by
+    /// [`PcIo`] before each access; the virtual time source reads it).
+    pub icount: Rc<Cell<u64>>,
 }
 
 fn layout_error(what: &str, e: BusError) -> Error {
@@ -79,7 +173,8 @@ fn layout_error(what: &str, e: BusError) -> Error {
 
 impl Pc {
     /// Build the PC with one UART per serial sink.
-    pub fn new(serial: Vec<Box<dyn SerialOutput>>, dx: DebugExitConfig) -> Result<Pc, Error> {
+    pub fn new(serial: Vec<Box<dyn SerialOutput>>, cfg: &PcConfig) -> Result<Pc, Error> {
+        let dx = cfg.debug_exit;
         let mut pio = Bus::pio();
         let mut mmio = Bus::mmio();
         let mut uarts = Vec::new();
@@ -104,6 +199,8 @@ impl Pc {
         let ioram = Rc::new(RefCell::new(TestdevIoram::new()));
         mmio.insert(IORAM_BASE, IORAM_SIZE, ioram.clone() as SharedDevice)
             .map_err(|e| layout_error("pc-testdev", e))?;
+        let icount = Rc::new(Cell::new(0u64));
+        let legacy = Legacy::insert(&mut pio, &cfg.rtc, icount.clone())?;
         Ok(Pc {
             pio,
             mmio,
@@ -111,6 +208,11 @@ impl Pc {
             debug_exit,
             ioram,
             testdev_port,
+            pic: legacy.pic,
+            i8042: legacy.i8042,
+            rtc: legacy.rtc,
+            port61: legacy.port61,
+            icount,
         })
     }
 
@@ -128,6 +230,10 @@ impl Pc {
         *self.debug_exit.borrow_mut() = DebugExit::new();
         *self.ioram.borrow_mut() = TestdevIoram::new();
         *self.testdev_port.borrow_mut() = TestdevPort::new();
+        self.pic.borrow_mut().reset();
+        *self.i8042.borrow_mut() = I8042::new();
+        *self.port61.borrow_mut() = Port61::new(Box::new(NoLink));
+        // The RTC is battery-backed: its time and CMOS memory survive.
     }
 
     /// Push buffered serial output out.
@@ -138,38 +244,95 @@ impl Pc {
     }
 }
 
+/// The chipset devices every PC has, fixed at QEMU's ports.
+struct Legacy {
+    pic: Rc<RefCell<Pic8259>>,
+    i8042: Rc<RefCell<I8042>>,
+    rtc: Rc<RefCell<RtcCmos>>,
+    port61: Rc<RefCell<Port61>>,
+}
+
+impl Legacy {
+    fn insert(pio: &mut Bus, rtc_cfg: &RtcConfig, icount: Rc<Cell<u64>>) -> Result<Legacy, Error> {
+        let err = |e| layout_error("chipset devices", e);
+        let pic = Rc::new(RefCell::new(Pic8259::new()));
+        for (port, ofs) in [
+            (PIC_MASTER_BASE, OFS_MASTER),
+            (PIC_SLAVE_BASE, OFS_SLAVE),
+            (ELCR_BASE, OFS_ELCR),
+        ] {
+            let w = Pic8259Window::new(pic.clone(), ofs, 2);
+            pio.insert(port as u64, 2, Rc::new(RefCell::new(w)))
+                .map_err(err)?;
+        }
+        let i8042 = Rc::new(RefCell::new(I8042::new()));
+        for (port, ofs) in [
+            (KBD_DATA_PORT, KBD_OFS_DATA),
+            (KBD_STATUS_PORT, KBD_OFS_STATUS),
+        ] {
+            let w = OffsetWindow {
+                dev: i8042.clone() as SharedDevice,
+                offset: ofs,
+            };
+            pio.insert(port as u64, 1, Rc::new(RefCell::new(w)))
+                .map_err(err)?;
+        }
+        let now: NowNs = Rc::new(move || icount.get().saturating_mul(NS_PER_INSN));
+        let rtc = Rc::new(RefCell::new(RtcCmos::new(rtc_cfg)));
+        let w = TimedWindow::new(rtc.clone(), now.clone());
+        pio.insert(RTC_BASE as u64, RTC_SIZE, Rc::new(RefCell::new(w)))
+            .map_err(err)?;
+        let port61 = Rc::new(RefCell::new(Port61::new(Box::new(NoLink))));
+        let w = TimedWindow::new(port61.clone(), now);
+        pio.insert(PORT61 as u64, 1, Rc::new(RefCell::new(w)))
+            .map_err(err)?;
+        for port in IO_DELAY_PORTS {
+            pio.insert(port as u64, 1, Rc::new(RefCell::new(IoDelay::new())))
+                .map_err(err)?;
+        }
+        Ok(Legacy {
+            pic,
+            i8042,
+            rtc,
+            port61,
+        })
+    }
+}
+
 /// The engine's [`IoBus`], routing to the PC's buses.
 pub struct PcIo(pub Rc<RefCell<Pc>>);
 
 impl IoBus for PcIo {
-    fn port_read(&mut self, port: u16, w: Width, _icount: u64) -> u32 {
+    fn port_read(&mut self, port: u16, w: Width, icount: u64) -> u32 {
         let mut b = [0u8; 4];
         let n = w.bytes() as usize;
-        self.0.borrow_mut().pio.read(port as u64, &mut b[..n]);
+        let mut pc = self.0.borrow_mut();
+        pc.icount.set(icount);
+        pc.pio.read(port as u64, &mut b[..n]);
         u32::from_le_bytes(b)
     }
 
-    fn port_write(&mut self, port: u16, w: Width, value: u32, _icount: u64) {
+    fn port_write(&mut self, port: u16, w: Width, value: u32, icount: u64) {
         let n = w.bytes() as usize;
-        self.0
-            .borrow_mut()
-            .pio
-            .write(port as u64, &value.to_le_bytes()[..n]);
+        let mut pc = self.0.borrow_mut();
+        pc.icount.set(icount);
+        pc.pio.write(port as u64, &value.to_le_bytes()[..n]);
     }
 
-    fn mmio_read(&mut self, addr: GuestPhysAddr, w: Width, _icount: u64) -> u64 {
+    fn mmio_read(&mut self, addr: GuestPhysAddr, w: Width, icount: u64) -> u64 {
         let mut b = [0u8; 8];
         let n = w.bytes() as usize;
-        self.0.borrow_mut().mmio.read(addr.0, &mut b[..n]);
+        let mut pc = self.0.borrow_mut();
+        pc.icount.set(icount);
+        pc.mmio.read(addr.0, &mut b[..n]);
         u64::from_le_bytes(b)
     }
 
-    fn mmio_write(&mut self, addr: GuestPhysAddr, w: Width, value: u64, _icount: u64) {
+    fn mmio_write(&mut self, addr: GuestPhysAddr, w: Width, value: u64, icount: u64) {
         let n = w.bytes() as usize;
-        self.0
-            .borrow_mut()
-            .mmio
-            .write(addr.0, &value.to_le_bytes()[..n]);
+        let mut pc = self.0.borrow_mut();
+        pc.icount.set(icount);
+        pc.mmio.write(addr.0, &value.to_le_bytes()[..n]);
     }
 }
 
@@ -224,9 +387,16 @@ mod tests {
     use super::*;
     use cjemu_devices::uart16550::VecOutput;
 
+    fn cfg(debug_exit: DebugExitConfig) -> PcConfig {
+        PcConfig {
+            debug_exit,
+            ..PcConfig::default()
+        }
+    }
+
     fn pc(dx: DebugExitConfig) -> (Pc, VecOutput) {
         let out = VecOutput::default();
-        (Pc::new(vec![Box::new(out.clone())], dx).unwrap(), out)
+        (Pc::new(vec![Box::new(out.clone())], &cfg(dx)).unwrap(), out)
     }
 
     #[test]
@@ -274,26 +444,26 @@ mod tests {
         // Overlapping COM1 is a configuration error, not a panic.
         let r = Pc::new(
             vec![],
-            DebugExitConfig {
+            &cfg(DebugExitConfig {
                 iobase: 0x3f8,
                 iosize: 4,
-            },
+            }),
         );
         assert!(r.is_ok(), "no UART configured: nothing to overlap");
         let r = Pc::new(
             vec![Box::new(NullOutput)],
-            DebugExitConfig {
+            &cfg(DebugExitConfig {
                 iobase: 0x3fc,
                 iosize: 4,
-            },
+            }),
         );
         assert!(matches!(r, Err(Error::Usage(_))));
         let r = Pc::new(
             vec![],
-            DebugExitConfig {
+            &cfg(DebugExitConfig {
                 iobase: 0x10,
                 iosize: 0,
-            },
+            }),
         );
         assert!(r.is_err());
     }
@@ -307,5 +477,147 @@ mod tests {
         io.0.borrow_mut().reset();
         assert_eq!(io.port_read(0x3fb, Width::B, 0), 0);
         assert_eq!(io.port_read(0xe0, Width::B, 0), 0);
+    }
+
+    fn chipset_io(rtc: RtcConfig) -> PcIo {
+        let c = PcConfig {
+            rtc,
+            ..PcConfig::default()
+        };
+        PcIo(Rc::new(RefCell::new(Pc::new(vec![], &c).unwrap())))
+    }
+
+    fn outb(io: &mut PcIo, port: u16, v: u8) {
+        io.port_write(port, Width::B, v as u32, 0);
+    }
+
+    fn inb(io: &mut PcIo, port: u16) -> u8 {
+        io.port_read(port, Width::B, 0) as u8
+    }
+
+    #[test]
+    fn pc_pic_init_sequence_and_irr_isr_read_back_through_the_bus() {
+        let mut io = chipset_io(RtcConfig::default());
+        // ICW1 (edge, cascade, ICW4), ICW2 vector base, ICW3, ICW4 8086.
+        for (base, vector, icw3) in [(0x20, 0x20, 0x04), (0xa0, 0x28, 0x02)] {
+            outb(&mut io, base, 0x11);
+            outb(&mut io, base + 1, vector);
+            outb(&mut io, base + 1, icw3);
+            outb(&mut io, base + 1, 0x01);
+        }
+        outb(&mut io, 0x21, 0xb8);
+        outb(&mut io, 0xa1, 0x5a);
+        assert_eq!((inb(&mut io, 0x21), inb(&mut io, 0xa1)), (0xb8, 0x5a));
+        {
+            let pc = io.0.borrow();
+            let st = pc.pic.borrow().state();
+            assert_eq!((st.master.vector_base, st.slave.vector_base), (0x20, 0x28));
+        }
+        // No device drives a line yet: raise IRQ1 (unmasked) and IRQ3
+        // (masked: still requested) by hand, as the wiring will.
+        io.0.borrow().pic.borrow_mut().set_irq(1, true);
+        io.0.borrow().pic.borrow_mut().set_irq(3, true);
+        outb(&mut io, 0x20, 0x0a); // OCW3: read IRR
+        assert_eq!(inb(&mut io, 0x20), 0x0a);
+        assert_eq!(inb(&mut io, 0xa0), 0, "slave IRR");
+        let v = io.0.borrow().pic.borrow_mut().acknowledge();
+        assert_eq!(v, 0x21, "IRQ1 at vector base + 1");
+        outb(&mut io, 0x20, 0x0b); // OCW3: read ISR
+        assert_eq!(inb(&mut io, 0x20), 0x02);
+        outb(&mut io, 0x20, 0x20); // non-specific EOI
+        assert_eq!(inb(&mut io, 0x20), 0);
+        // ELCR: IRQ0-2 and 8, 13 are edge-only.
+        outb(&mut io, 0x4d0, 0xff);
+        outb(&mut io, 0x4d1, 0xff);
+        assert_eq!((inb(&mut io, 0x4d0), inb(&mut io, 0x4d1)), (0xf8, 0xde));
+    }
+
+    #[test]
+    fn pc_i8042_self_test_and_reset_request_through_the_bus() {
+        let mut io = chipset_io(RtcConfig::default());
+        outb(&mut io, 0x64, 0xaa);
+        assert_eq!(inb(&mut io, 0x64) & 0x01, 0x01, "output buffer full");
+        assert_eq!(inb(&mut io, 0x60), 0x55);
+        assert_eq!(inb(&mut io, 0x64) & 0x01, 0);
+        // 0x61 sits between the i8042's ports and is port B, not the i8042.
+        outb(&mut io, 0x61, 0x03);
+        assert_eq!(inb(&mut io, 0x61) & 0x0f, 0x03);
+        assert_eq!(io.0.borrow().i8042.borrow().state().out.len(), 0);
+        outb(&mut io, 0x64, 0xfe);
+        assert!(io.0.borrow().i8042.borrow_mut().take_reset_request());
+    }
+
+    #[test]
+    fn pc_rtc_reads_the_rtc_base_date_in_bcd() {
+        let start = crate::cli::parse_datetime("2020-02-29T23:59:58").unwrap();
+        let (below, above) = ram_split(128 << 20);
+        let mut io = chipset_io(RtcConfig {
+            start_secs: start,
+            ram_below_4g: below,
+            ram_above_4g: above,
+        });
+        let rd = |io: &mut PcIo, reg: u8, icount: u64| {
+            io.port_write(0x70, Width::B, reg as u32, icount);
+            io.port_read(0x71, Width::B, icount) as u8
+        };
+        let date: Vec<u8> = [0x32, 0x09, 0x08, 0x07, 0x06, 0x04, 0x02, 0x00]
+            .iter()
+            .map(|&r| rd(&mut io, r, 0))
+            .collect();
+        // Saturday (7) 2020-02-29 23:59:58, BCD, 24-hour.
+        assert_eq!(date, [0x20, 0x20, 0x02, 0x29, 0x07, 0x23, 0x59, 0x58]);
+        // Two seconds of instructions later (1 ns each) it is March 1st.
+        let later = 2_000_000_000 / NS_PER_INSN;
+        assert_eq!(rd(&mut io, 0x08, later), 0x03);
+        assert_eq!(rd(&mut io, 0x07, later), 0x01);
+        assert_eq!(rd(&mut io, 0x06, later), 0x01, "Sunday");
+        // CMOS memory sizes from -m 128M.
+        assert_eq!((rd(&mut io, 0x17, 0), rd(&mut io, 0x18, 0)), (0xff, 0xff));
+        assert_eq!((rd(&mut io, 0x34, 0), rd(&mut io, 0x35, 0)), (0x00, 0x07));
+    }
+
+    #[test]
+    fn pc_port61_refresh_follows_the_instruction_count_and_io_delay_sinks() {
+        let mut io = chipset_io(RtcConfig::default());
+        let refresh = |io: &mut PcIo, icount: u64| io.port_read(0x61, Width::B, icount) & 0x10;
+        assert_eq!(refresh(&mut io, 0), 0);
+        let toggle = cjemu_devices::port61::REFRESH_TOGGLE_NS / NS_PER_INSN;
+        assert_eq!(refresh(&mut io, toggle), 0x10);
+        assert_eq!(refresh(&mut io, 2 * toggle), 0);
+        outb(&mut io, 0x80, 0x12);
+        outb(&mut io, 0xed, 0x34);
+        let st = io.0.borrow().pio.stats;
+        assert_eq!((st.unassigned_reads, st.unassigned_writes), (0, 0));
+    }
+
+    #[test]
+    fn pc_reset_keeps_the_rtc_and_resets_pic_and_i8042() {
+        let mut io = chipset_io(RtcConfig::default());
+        outb(&mut io, 0x70, 0x40);
+        outb(&mut io, 0x71, 0x5a);
+        outb(&mut io, 0x21, 0x12);
+        outb(&mut io, 0x64, 0xaa);
+        io.0.borrow_mut().reset();
+        assert_eq!(inb(&mut io, 0x21), 0, "PIC back to power-on");
+        assert_eq!(inb(&mut io, 0x64) & 0x01, 0, "i8042 queue emptied");
+        outb(&mut io, 0x70, 0x40);
+        assert_eq!(inb(&mut io, 0x71), 0x5a, "CMOS is battery-backed");
+    }
+
+    #[test]
+    fn pc_ram_split_follows_qemu_pc() {
+        assert_eq!(ram_split(128 << 20), (128 << 20, 0));
+        assert_eq!(ram_split(0xdfff_f000), (0xdfff_f000, 0));
+        assert_eq!(ram_split(0xe000_0000), (0xc000_0000, 0x2000_0000));
+        assert_eq!(ram_split(8 << 30), (0xc000_0000, (8 << 30) - 0xc000_0000));
+    }
+
+    #[test]
+    fn pc_debug_exit_cannot_overlap_the_chipset() {
+        let c = cfg(DebugExitConfig {
+            iobase: 0x70,
+            iosize: 1,
+        });
+        assert!(matches!(Pc::new(vec![], &c), Err(Error::Usage(_))));
     }
 }

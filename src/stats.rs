@@ -19,6 +19,7 @@ pub fn render(e: &Engine, r: &RunReport) -> String {
         Outcome::PoweredOff => "halted".to_string(),
         Outcome::HaltedWithInterruptsOn => "halted with interrupts on".to_string(),
         Outcome::TripleFault { first, .. } => format!("triple fault ({first:?})"),
+        Outcome::GuestReset => "guest reset".to_string(),
         Outcome::DebugExit(v) => format!("debug-exit {v:#x}"),
     };
     let mut s = String::new();

@@ -4,7 +4,7 @@
 //! | how the run ended | status |
 //! |---|---|
 //! | guest wrote V to the debug-exit port | `((V << 1) | 1) & 0xff`, as QEMU |
-//! | guest powered off (HLT with IF=0), or triple fault with `-no-reboot` | 0 |
+//! | guest powered off (HLT with IF=0), or triple fault or guest reset with `-no-reboot` | 0 |
 //! | HLT with IF=1 (no interrupt source exists yet; a note on stderr) | 0 |
 //! | usage error, unreadable or malformed input file, feature not implemented yet | 2 |
 //! | replay divergence, bad, foreign or truncated log | 4 |
@@ -37,6 +37,10 @@ pub enum Outcome {
         /// RIP of the instruction that raised it.
         rip: u64,
     },
+    /// The guest pulsed the reset line (i8042 command 0xfe, or its output
+    /// port's reset bit). Like a triple fault, this resets the machine
+    /// unless `-no-reboot` (or a guest that cannot boot again) stops it.
+    GuestReset,
     /// HLT with interrupts enabled, but no device can raise one yet: the
     /// CPU would wait forever, so the run ends (status 0, with a note).
     HaltedWithInterruptsOn,
@@ -48,9 +52,10 @@ impl Outcome {
     /// The process exit status for this outcome.
     pub fn status(&self) -> u8 {
         match self {
-            Outcome::PoweredOff | Outcome::HaltedWithInterruptsOn | Outcome::TripleFault { .. } => {
-                STATUS_OK
-            }
+            Outcome::PoweredOff
+            | Outcome::HaltedWithInterruptsOn
+            | Outcome::TripleFault { .. }
+            | Outcome::GuestReset => STATUS_OK,
             Outcome::DebugExit(v) => debug_exit_status(*v),
         }
     }

@@ -284,6 +284,18 @@ fn missing_kernel_file_is_status_2_with_one_line_naming_it() {
 }
 
 #[test]
+fn an_impossible_rtc_date_is_a_usage_error() {
+    let o = cjemu(&["-rtc", "base=2021-02-29T00:00:00"]);
+    assert_eq!(status(&o), 2);
+    assert_stdout_empty(&o);
+    assert!(
+        stderr(&o).contains("-rtc base=2021-02-29"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn zero_ram_is_a_usage_error() {
     let o = cjemu(&["-m", "0"]);
     assert_eq!(status(&o), 2);

@@ -181,6 +181,20 @@ fn reset() {
     kernel(&k, &[]);
 }
 
+#[test]
+fn chipset() {
+    let k = build_c("chipset");
+    let r = kernel(&k, &["-no-reboot", "-rtc", "base=2020-02-29T12:00:00"]);
+    assert_eq!(r.status, (0x13 << 1) | 1, "{r:?}");
+}
+
+#[test]
+fn kbdreset() {
+    let k = build_c("kbdreset");
+    kernel(&k, &["-no-reboot"]);
+    kernel(&k, &[]);
+}
+
 /// The built-in demo: long enough (millions of instructions) that the JIT
 /// runs most of it compiled.
 #[test]
