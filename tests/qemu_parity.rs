@@ -111,7 +111,7 @@ fn chipset_pic_i8042_and_rtc_match_qemu() {
         "elcr master after 0xff=0x000000f8\n",
         "elcr slave after 0xff=0x000000de\n",
         "imr master=0x000000b8\n",
-        "irr master=0x00000000\n",
+        "irr master (IRQ0 masked out)=0x00000000\n",
         "i8042 self-test=0x00000055\n",
         "i8042 command byte=0x00000064\n",
         // 2020-02-29 was a Saturday (weekday 7, Sunday = 1), in BCD.
