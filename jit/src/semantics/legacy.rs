@@ -22,17 +22,8 @@ use crate::state::{cr0, Gpr, Seg};
 use iced_x86::{Code, Instruction, Mnemonic};
 
 /// The eight registers PUSHA pushes, in push order (SP is its value
-/// before the instruction).
-const PUSHA_ORDER: [Gpr; 8] = [
-    Gpr::Rax,
-    Gpr::Rcx,
-    Gpr::Rdx,
-    Gpr::Rbx,
-    Gpr::Rsp,
-    Gpr::Rbp,
-    Gpr::Rsi,
-    Gpr::Rdi,
-];
+/// before the instruction): encoding order, RAX through RDI.
+const PUSHA_ORDER: &[Gpr] = Gpr::ALL.split_at(8).0;
 
 /// Operand size of PUSHA/POPA: the opcode is the same, iced tells the
 /// operand size by the code.
