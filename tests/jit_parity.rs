@@ -8,10 +8,8 @@
 #[path = "kernels/harness.rs"]
 mod harness;
 
-use harness::{build_asm, build_c, build_rt64, data_file, TIMEOUT};
+use harness::{build_asm, build_c, build_rt64, data_file};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 const TIERS: [&str; 2] = ["jit,threshold=0", "jit,threshold=3"];
 
@@ -33,54 +31,25 @@ fn stat<'a>(stderr: &'a str, key: &str) -> &'a str {
 }
 
 /// Run cjemu with `args`, `--accel accel --stats` and COM1 into a file in
-/// `dir`; killed after the harness's timeout.
+/// `dir` (the harness's runner: timeout, signal deaths fail).
 fn cjemu(args: &[String], accel: &str, dir: &Path, tag: &str) -> Run {
     let out = dir.join(format!(
         "jit-parity-{tag}-{}.out",
         accel.replace([',', '='], "-")
     ));
-    let _ = std::fs::remove_file(&out);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cjemu"))
-        .args(args)
-        .args(["--accel", accel, "--stats", "-serial"])
-        .arg(format!("file:{}", out.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cjemu runs");
-    // --stats is small: reading stderr after the exit cannot deadlock.
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("cjemu {args:?} --accel {accel} did not finish within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
-    }
-    let status = status
-        .code()
-        .unwrap_or_else(|| panic!("cjemu killed by a signal; stderr: {err}"));
-    let icount = stat(&err, "icount").parse().expect("icount is a number");
+    let mut a = args.to_vec();
+    a.extend(["--accel", accel, "--stats"].map(String::from));
+    let r = harness::run(env!("CARGO_BIN_EXE_cjemu"), &a, &out);
     Run {
-        status,
-        serial: std::fs::read(&out).unwrap_or_default(),
-        icount,
-        state_hash: stat(&err, "state-hash").to_string(),
+        status: r.status,
+        icount: stat(&r.stderr, "icount")
+            .parse()
+            .expect("icount is a number"),
+        state_hash: stat(&r.stderr, "state-hash").to_string(),
+        serial: r.serial,
     }
 }
 
-/// Run under every tier and compare with the interpreter; returns the
-/// interpreter's run.
 fn tiers_agree(args: &[String], dir: &Path, tag: &str) -> Run {
     let want = cjemu(args, "interp", dir, tag);
     assert!(want.icount > 0, "{args:?}: the guest ran");
@@ -104,28 +73,9 @@ fn tiers_agree(args: &[String], dir: &Path, tag: &str) -> Run {
     want
 }
 
-/// The arguments `qemu_parity*.rs` give both emulators.
-fn kernel_args(kernel: &Path, extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "-kernel",
-        kernel.to_str().unwrap(),
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=4",
-        "-device",
-        "pc-testdev",
-        "-display",
-        "none",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
-}
-
 fn kernel(k: &Path, extra: &[&str]) -> Run {
     let tag = extra.join("_").replace(['/', ' ', ','], "-");
-    tiers_agree(&kernel_args(k, extra), k.parent().unwrap(), &tag)
+    tiers_agree(&harness::args(k, extra), k.parent().unwrap(), &tag)
 }
 
 #[test]

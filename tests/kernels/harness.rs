@@ -243,6 +243,8 @@ pub fn data_file(kernel: &str, name: &str, bytes: &[u8]) -> PathBuf {
 pub struct RunResult {
     pub status: i32,
     pub serial: Vec<u8>,
+    /// What the emulator wrote on stderr (cjemu's `--stats`, messages).
+    pub stderr: String,
 }
 
 impl RunResult {
@@ -252,7 +254,9 @@ impl RunResult {
 }
 
 /// Run `program args… -serial file:OUT` with a timeout.
-fn run(program: &str, args: &[String], out: &Path) -> RunResult {
+/// Run `program` with `args` and COM1 into the file `out`, killed after
+/// [`TIMEOUT`]; a signal death or a hang fails the test.
+pub fn run(program: &str, args: &[String], out: &Path) -> RunResult {
     let _ = std::fs::remove_file(out);
     let mut child = Command::new(program)
         .args(args)
@@ -291,11 +295,12 @@ fn run(program: &str, args: &[String], out: &Path) -> RunResult {
     RunResult {
         status: code,
         serial: std::fs::read(out).unwrap_or_default(),
+        stderr: err,
     }
 }
 
 /// The common arguments of both emulators, then `extra`.
-fn args(kernel: &Path, extra: &[&str]) -> Vec<String> {
+pub fn args(kernel: &Path, extra: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = [
         "-kernel",
         kernel.to_str().unwrap(),
