@@ -41,11 +41,12 @@ use cjemu_devices::pic8259::{Pic8259, Pic8259Window, OFS_ELCR, OFS_MASTER, OFS_S
 use cjemu_devices::port61::{NoLink, Port61};
 use cjemu_devices::rtc_cmos::{RtcCmos, RtcConfig, RTC_SIZE};
 use cjemu_devices::testdev::{TestdevIoram, TestdevPort, IORAM_SIZE, PORT_SIZE};
-use cjemu_devices::timed::{NowNs, TimedWindow};
+use cjemu_devices::timed::TimedWindow;
 use cjemu_devices::uart16550::{NullOutput, SerialOutput, Uart16550, UART_SIZE};
 use cjemu_jit::emit::Width;
 use cjemu_jit::memory::{GuestMemory, GuestPhysAddr, IoBus};
-use std::cell::{Cell, RefCell};
+use cjemu_replay::clock::{VirtualNow, VirtualNs};
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::rc::Rc;
@@ -162,9 +163,10 @@ pub struct Pc {
     pub rtc: Rc<RefCell<RtcCmos>>,
     /// Port 0x61.
     pub port61: Rc<RefCell<Port61>>,
-    /// Instructions retired before the current device access (set by
-    /// [`PcIo`] before each access; the virtual time source reads it).
-    pub icount: Rc<Cell<u64>>,
+    /// The virtual time of the current device access, published by
+    /// [`PcIo`] before each access (for now [`NS_PER_INSN`] ns per retired
+    /// instruction; the virtual clock takes over with the timers).
+    pub now: VirtualNow,
 }
 
 fn layout_error(what: &str, e: BusError) -> Error {
@@ -199,8 +201,8 @@ impl Pc {
         let ioram = Rc::new(RefCell::new(TestdevIoram::new()));
         mmio.insert(IORAM_BASE, IORAM_SIZE, ioram.clone() as SharedDevice)
             .map_err(|e| layout_error("pc-testdev", e))?;
-        let icount = Rc::new(Cell::new(0u64));
-        let legacy = Legacy::insert(&mut pio, &cfg.rtc, icount.clone())?;
+        let now = VirtualNow::new();
+        let legacy = Legacy::insert(&mut pio, &cfg.rtc, now.clone())?;
         Ok(Pc {
             pio,
             mmio,
@@ -212,7 +214,7 @@ impl Pc {
             i8042: legacy.i8042,
             rtc: legacy.rtc,
             port61: legacy.port61,
-            icount,
+            now,
         })
     }
 
@@ -253,7 +255,7 @@ struct Legacy {
 }
 
 impl Legacy {
-    fn insert(pio: &mut Bus, rtc_cfg: &RtcConfig, icount: Rc<Cell<u64>>) -> Result<Legacy, Error> {
+    fn insert(pio: &mut Bus, rtc_cfg: &RtcConfig, now: VirtualNow) -> Result<Legacy, Error> {
         let err = |e| layout_error("chipset devices", e);
         let pic = Rc::new(RefCell::new(Pic8259::new()));
         for (port, ofs) in [
@@ -277,7 +279,6 @@ impl Legacy {
             pio.insert(port as u64, 1, Rc::new(RefCell::new(w)))
                 .map_err(err)?;
         }
-        let now: NowNs = Rc::new(move || icount.get().saturating_mul(NS_PER_INSN));
         let rtc = Rc::new(RefCell::new(RtcCmos::new(rtc_cfg)));
         let w = TimedWindow::new(rtc.clone(), now.clone());
         pio.insert(RTC_BASE as u64, RTC_SIZE, Rc::new(RefCell::new(w)))
@@ -307,7 +308,7 @@ impl IoBus for PcIo {
         let mut b = [0u8; 4];
         let n = w.bytes() as usize;
         let mut pc = self.0.borrow_mut();
-        pc.icount.set(icount);
+        pc.now.set(VirtualNs(icount.saturating_mul(NS_PER_INSN)));
         pc.pio.read(port as u64, &mut b[..n]);
         u32::from_le_bytes(b)
     }
@@ -315,7 +316,7 @@ impl IoBus for PcIo {
     fn port_write(&mut self, port: u16, w: Width, value: u32, icount: u64) {
         let n = w.bytes() as usize;
         let mut pc = self.0.borrow_mut();
-        pc.icount.set(icount);
+        pc.now.set(VirtualNs(icount.saturating_mul(NS_PER_INSN)));
         pc.pio.write(port as u64, &value.to_le_bytes()[..n]);
     }
 
@@ -323,7 +324,7 @@ impl IoBus for PcIo {
         let mut b = [0u8; 8];
         let n = w.bytes() as usize;
         let mut pc = self.0.borrow_mut();
-        pc.icount.set(icount);
+        pc.now.set(VirtualNs(icount.saturating_mul(NS_PER_INSN)));
         pc.mmio.read(addr.0, &mut b[..n]);
         u64::from_le_bytes(b)
     }
@@ -331,7 +332,7 @@ impl IoBus for PcIo {
     fn mmio_write(&mut self, addr: GuestPhysAddr, w: Width, value: u64, icount: u64) {
         let n = w.bytes() as usize;
         let mut pc = self.0.borrow_mut();
-        pc.icount.set(icount);
+        pc.now.set(VirtualNs(icount.saturating_mul(NS_PER_INSN)));
         pc.mmio.write(addr.0, &value.to_le_bytes()[..n]);
     }
 }

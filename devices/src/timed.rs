@@ -2,15 +2,14 @@
 //!
 //! Such a device takes the current virtual time as a plain `now_ns`
 //! argument ([`TimedDevice`]) and never reads a clock itself, so its state
-//! is a function of its inputs. [`TimedWindow`] puts one on a bus with a
-//! time source the machine supplies (the virtual clock, a test counter).
+//! is a function of its inputs. [`TimedWindow`] puts one on a bus and hands
+//! it the virtual time the run loop publishes in a [`VirtualNow`] (host
+//! time cannot get there: `VirtualNow` only holds `VirtualNs`).
 
 use crate::bus::BusDevice;
+use cjemu_replay::clock::VirtualNow;
 use std::cell::RefCell;
 use std::rc::Rc;
-
-/// The virtual time in nanoseconds, as the machine's clock reports it.
-pub type NowNs = Rc<dyn Fn() -> u64>;
 
 /// A device whose accesses need the current virtual time.
 pub trait TimedDevice {
@@ -20,27 +19,27 @@ pub trait TimedDevice {
     fn write_at(&mut self, now_ns: u64, offset: u64, data: &[u8]);
 }
 
-/// A bus window onto a shared [`TimedDevice`], asking `now` for the time.
+/// A bus window onto a shared [`TimedDevice`], reading the time from `now`.
 pub struct TimedWindow<D> {
     dev: Rc<RefCell<D>>,
-    now: NowNs,
+    now: VirtualNow,
 }
 
 impl<D> TimedWindow<D> {
-    /// The window of `dev` with time source `now`.
-    pub fn new(dev: Rc<RefCell<D>>, now: NowNs) -> TimedWindow<D> {
+    /// The window of `dev` with the published virtual time `now`.
+    pub fn new(dev: Rc<RefCell<D>>, now: VirtualNow) -> TimedWindow<D> {
         TimedWindow { dev, now }
     }
 }
 
 impl<D: TimedDevice> BusDevice for TimedWindow<D> {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
-        let t = (self.now)();
+        let t = self.now.get().0;
         self.dev.borrow_mut().read_at(t, offset, data);
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        let t = (self.now)();
+        let t = self.now.get().0;
         self.dev.borrow_mut().write_at(t, offset, data);
     }
 }
@@ -48,7 +47,7 @@ impl<D: TimedDevice> BusDevice for TimedWindow<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::Cell;
+    use cjemu_replay::clock::VirtualNs;
 
     /// Answers the time it was given; remembers the time of the last write.
     #[derive(Default)]
@@ -67,14 +66,14 @@ mod tests {
 
     #[test]
     fn timed_window_passes_the_current_virtual_time() {
-        let t = Rc::new(Cell::new(5u64));
+        let now = VirtualNow::new();
+        now.set(VirtualNs(5));
         let dev = Rc::new(RefCell::new(Clocked::default()));
-        let clock = t.clone();
-        let mut w = TimedWindow::new(dev.clone(), Rc::new(move || clock.get()));
+        let mut w = TimedWindow::new(dev.clone(), now.clone());
         let mut d = [0u8; 2];
         w.read(0, &mut d);
         assert_eq!(d, [5, 0]);
-        t.set(0x1234);
+        now.set(VirtualNs(0x1234));
         w.read(0, &mut d);
         assert_eq!(d, [0x34, 0x12]);
         w.write(1, &[0]);
