@@ -126,19 +126,34 @@ fn rotate<E: Emitter>(e: &mut E, insn: &Insn, left: bool) -> SemResult {
     let r = if left { e.rotl(rep, c) } else { e.rotr(rep, c) };
     let r = e.zext(r, w);
     write(e, &d, r)?;
+    // CF is the bit that wrapped around: the new LSB (left) or MSB (right).
+    let cf = if left {
+        e.and_imm(r, 1)
+    } else {
+        e.bit(r, w.bits() - 1)
+    };
+    rotate_flags(e, c, r, w, left, cf)
+}
+
+/// CF and OF after a rotate by a masked count `c` giving `r`: nothing
+/// changes for a zero count; OF is the SDM's count-1 formula (MSB xor CF
+/// to the left, the two top bits to the right) for every other count.
+fn rotate_flags<E: Emitter>(
+    e: &mut E,
+    c: E::V,
+    r: E::V,
+    w: Width,
+    left: bool,
+    cf: E::V,
+) -> SemResult {
     if !cf_of_live(e) {
         return Ok(());
     }
     let nz = nonzero(e, c);
     e.when(nz, |e| {
         let msb = e.bit(r, w.bits() - 1);
-        let (cf, of) = if left {
-            let cf = e.and_imm(r, 1);
-            (cf, e.xor(msb, cf))
-        } else {
-            let next = e.bit(r, w.bits() - 2);
-            (msb, e.xor(msb, next))
-        };
+        let other = if left { cf } else { e.bit(r, w.bits() - 2) };
+        let of = e.xor(msb, other);
         set_cf_of(e, cf, of);
         Ok(())
     })
@@ -212,21 +227,7 @@ fn rotate_carry<E: Emitter>(e: &mut E, insn: &Insn, left: bool) -> SemResult {
     let r = e.select(moved, r, v);
     let new_cf = e.select(moved, new_cf, cf);
     write(e, &d, r)?;
-    if !cf_of_live(e) {
-        return Ok(());
-    }
-    let nz = nonzero(e, c);
-    e.when(nz, |e| {
-        let msb = e.bit(r, w.bits() - 1);
-        let of = if left {
-            e.xor(msb, new_cf)
-        } else {
-            let next = e.bit(r, w.bits() - 2);
-            e.xor(msb, next)
-        };
-        set_cf_of(e, new_cf, of);
-        Ok(())
-    })
+    rotate_flags(e, c, r, w, left, new_cf)
 }
 
 fn rcl<E: Emitter>(e: &mut E, insn: &Insn) -> SemResult {
