@@ -138,6 +138,12 @@ impl Machine {
                     break Outcome::HaltedWithInterruptsOn;
                 }
                 Exit::TripleFault { first, rip } => break Outcome::TripleFault { first, rip },
+                Exit::InterruptWindow => {
+                    return Err(Error::Internal(
+                        "the engine offered an interrupt window although INTR is never asserted"
+                            .into(),
+                    ))
+                }
                 Exit::Exception(ex) => {
                     return Err(Error::Internal(format!(
                         "the engine returned exception {ex:?} although exceptions_exit is off"

@@ -18,6 +18,9 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Instant;
 
+/// RFLAGS.IF.
+const RFLAGS_IF: u64 = 1 << 9;
+
 /// Why [`Engine::run`] returned.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -31,6 +34,12 @@ pub enum Exit {
     /// An exception was raised and `EngineConfig::exceptions_exit` is set:
     /// it was not delivered; RIP points at the faulting instruction.
     Exception(Exception),
+    /// INTR is asserted ([`Engine::set_intr`]), RFLAGS.IF is set and no
+    /// STI / MOV SS shadow is active: the CPU can take an external interrupt
+    /// at this instruction boundary. The caller acknowledges the interrupt
+    /// controller and calls [`Engine::deliver_interrupt`] (or not: the run
+    /// resumes where it stopped).
+    InterruptWindow,
     /// An exception could not be delivered even as a double fault.
     TripleFault {
         /// The first exception of the cascade.
@@ -46,6 +55,7 @@ impl fmt::Debug for Exit {
             Exit::BudgetExhausted => write!(f, "BudgetExhausted"),
             Exit::Halted => write!(f, "Halted"),
             Exit::Device => write!(f, "Device"),
+            Exit::InterruptWindow => write!(f, "InterruptWindow"),
             Exit::Exception(e) => write!(f, "Exception({e:?})"),
             Exit::TripleFault { first, rip } => {
                 write!(f, "TripleFault(first {first:?} at rip {rip:#x})")
@@ -296,6 +306,16 @@ impl Engine {
         // lookup (`BlockCache::get_linked` returns what `get` would).
         let mut prev: Option<Rc<Block>> = None;
         loop {
+            // Between blocks: the only place an external interrupt is taken.
+            let mut one_insn = false;
+            if self.cx.cpu.intr != 0 && self.cx.cpu.rflags & RFLAGS_IF != 0 {
+                if self.cx.cpu.interrupt_shadow == 0 {
+                    return Exit::InterruptWindow;
+                }
+                // The instruction under the shadow runs alone; the interrupt
+                // is taken right after it (as QEMU ends its block there).
+                one_insn = true;
+            }
             if self.cx.cpu.budget == 0 {
                 return Exit::BudgetExhausted;
             }
@@ -317,6 +337,12 @@ impl Engine {
             // instructions end theirs). It is cleared as that instruction
             // begins, so one that sets it again (MOV SS; STI) keeps its own.
             self.cx.cpu.interrupt_shadow = 0;
+            if one_insn {
+                match self.step_one(block) {
+                    Some(exit) => return exit,
+                    None => continue,
+                }
+            }
             if let Accel::Jit { threshold } = self.config.accel {
                 // Already compiled: the common case, without the call.
                 let c = match block.compiled.get() {
@@ -361,6 +387,39 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Interpret only the first instruction of `block` (the rest of it is
+    /// looked up again as a block starting at the next RIP). `Some` ends
+    /// the run.
+    fn step_one(&mut self, block: &Block) -> Option<Exit> {
+        let insn = block.insns.first()?;
+        match self.cx.step(insn, block.key.bitness, false) {
+            Ok(()) if self.cx.cpu.exit_req != 0 => self.leave_block(),
+            Ok(()) => None,
+            Err(Stop::Fault(ex)) => self.fault(ex),
+            Err(Stop::Restart) => self.leave_block(),
+        }
+    }
+
+    /// Assert or release the CPU's INTR input (the interrupt controller's
+    /// output). While it is asserted, [`Engine::run`] returns
+    /// [`Exit::InterruptWindow`] at the first block boundary where the CPU
+    /// can take an interrupt.
+    pub fn set_intr(&mut self, asserted: bool) {
+        self.cx.cpu.intr = asserted as u8;
+    }
+
+    /// Deliver external interrupt `vector` now (after
+    /// [`Exit::InterruptWindow`], or to wake a CPU halted with IF set).
+    /// A fault while delivering it is delivered in its place; `Err` is a
+    /// triple fault. Delivering counts no instruction.
+    pub fn deliver_interrupt(&mut self, vector: u8) -> Result<(), Exit> {
+        let rip = self.cx.cpu.rip;
+        let r = interrupt::deliver_external(&mut self.cx, vector);
+        self.cx.cpu.exit_req = 0;
+        self.sync_code_writes();
+        r.map_err(|first| Exit::TripleFault { first, rip })
     }
 
     /// Counters of the JIT compiler, if it has been started.

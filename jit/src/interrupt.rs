@@ -110,16 +110,23 @@ pub fn deliver_exception(cx: &mut Interp, ex: Exception) -> Delivery {
 
 /// Deliver an external interrupt (or NMI, vector 2) at the current
 /// instruction boundary; a fault while doing so is delivered in its place.
-pub fn deliver_external(cx: &mut Interp, vector: u8) -> Delivery {
+/// `Err(first)`: even that failed (triple fault); `first` is the fault the
+/// interrupt's delivery raised.
+pub fn deliver_external(cx: &mut Interp, vector: u8) -> Result<(), Exception> {
     let ev = Event {
         vector,
         kind: EventKind::External,
         error_code: None,
     };
     let rip = cx.cpu.rip;
-    match deliver(cx, ev, rip) {
-        Ok(()) => Delivery::Delivered,
-        Err(ex) => deliver_exception(cx, ex),
+    log::debug!("interrupt vector {vector:#04x} at icount {} rip {rip:#x}", cx.cpu.icount);
+    let first = match deliver(cx, ev, rip) {
+        Ok(()) => return Ok(()),
+        Err(ex) => ex,
+    };
+    match deliver_exception(cx, first) {
+        Delivery::Delivered => Ok(()),
+        Delivery::TripleFault => Err(first),
     }
 }
 

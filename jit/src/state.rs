@@ -284,7 +284,10 @@ pub struct CpuState {
     pub interrupt_shadow: u8,
     /// The CPU is halted until an interrupt arrives.
     pub halted: u8,
-    _pad0: u8,
+    /// The interrupt controller asserts INTR (set by the run loop through
+    /// `Engine::set_intr`; not architectural). The engine leaves at the
+    /// next block boundary where the CPU can take it.
+    pub intr: u8,
 
     // ---- engine fields: not architectural, never hashed or snapshotted ----
     /// Guest instructions retired since power-on.
@@ -393,7 +396,7 @@ impl CpuState {
             cpl: 0,
             interrupt_shadow: 0,
             halted: 0,
-            _pad0: 0,
+            intr: 0,
             icount: 0,
             budget: 0,
             tsc_bias: 0,
