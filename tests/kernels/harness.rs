@@ -349,3 +349,74 @@ pub fn parity(kernel: &Path, extra: &[&str]) -> RunResult {
     );
     c
 }
+
+/// Run `program args… -serial stdio` with `input` on stdin (a pipe, so
+/// the emulator sees EOF after the last byte), COM1 read from stdout,
+/// killed after [`TIMEOUT`]. QEMU's `-serial` has no file input, so this is
+/// how both emulators can be fed the same bytes.
+pub fn run_piped(program: &str, args: &[String], input: &Path) -> RunResult {
+    use std::io::Read;
+    let stdin = std::fs::File::open(input)
+        .unwrap_or_else(|e| panic!("serial input {}: {e}", input.display()));
+    let mut child = Command::new(program)
+        .args(args)
+        .args(["-serial", "stdio"])
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {program} ({e}); the QEMU parity tests need it: \
+                 apt-get install qemu-system-x86 (.ci/run installs it)"
+            )
+        });
+    // Drain both pipes on threads: a child blocked on a full pipe would
+    // look like a hang.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{program} {args:?} did not finish within {TIMEOUT:?} (guest hang?)");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let serial = out_t.join().unwrap();
+    let stderr = err_t.join().unwrap();
+    let code = status
+        .code()
+        .unwrap_or_else(|| panic!("{program} killed by a signal; stderr: {stderr}"));
+    RunResult {
+        status: code,
+        serial,
+        stderr,
+    }
+}
+
+/// The records of a cjemu `-d int` log for delivered external interrupts,
+/// each from `interrupt vector` on (`interrupt vector 0xVV at icount N rip
+/// 0xRIP`), so a log prefix cannot make two traces differ.
+pub fn interrupt_lines(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| {
+            l.find("interrupt vector")
+                .map(|i| l[i..].trim_end().to_string())
+        })
+        .collect()
+}

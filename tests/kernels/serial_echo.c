@@ -1,0 +1,63 @@
+/* Serial echo on RX interrupts: COM1 with FIFOs (trigger level 1),
+   IER = received-data-available, MCR with OUT2 (which gates the UART's
+   interrupt line on a PC), IRQ4 unmasked at the PIC. The IRQ4 handler
+   drains the receiver and echoes each byte upper-cased; '@' bytes are
+   dropped unechoed (the input starts with a run of them, since bytes the
+   host delivered before the kernel reset the FIFO are lost) and '#' ends
+   the run: the kernel then prints the counts and exits with 0x32. The main
+   loop only waits with STI;HLT. */
+#include "lib.h"
+
+#define COM1 0x3f8
+
+static volatile int done;
+static u32 echoed, irqs, lsr_errors;
+
+static void on_com1(struct iframe *f)
+{
+    (void)f;
+    irqs++;
+    u8 lsr;
+    while ((lsr = inb(COM1 + 5)) & 0x01) {
+        if (lsr & 0x1e) /* overrun, parity, framing, break */
+            lsr_errors++;
+        u8 c = inb(COM1);
+        if (done || c == '@')
+            continue;
+        if (c == '#') {
+            done = 1;
+            continue;
+        }
+        if (c >= 'a' && c <= 'z')
+            c -= 'a' - 'A';
+        putc((char)c);
+        echoed++;
+    }
+}
+
+void kmain(u32 magic, u32 info)
+{
+    (void)magic;
+    (void)info;
+    serial_init();
+    cpu_init();
+    pic_remap(0xffef); /* IRQ4 only */
+    irq_set(4, on_com1);
+    outb(COM1 + 2, 0x07); /* FIFO on, both cleared, RX trigger at 1 byte */
+    outb(COM1 + 4, 0x0b); /* DTR, RTS, OUT2 */
+    outb(COM1 + 1, 0x01); /* IER: received data available */
+    (void)inb(COM1 + 2);  /* read IIR/LSR/MSR once: no stale status */
+    (void)inb(COM1 + 5);
+    (void)inb(COM1 + 6);
+    while (!done)
+        sti_hlt();
+    cli();
+    outb(COM1 + 1, 0x00);
+    puts("\nechoed=");
+    put_dec(echoed);
+    puts(irqs ? " irqs>0" : " irqs=0");
+    puts(" lsr_errors=");
+    put_dec(lsr_errors);
+    putc('\n');
+    exit_code(0x32);
+}
