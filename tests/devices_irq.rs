@@ -281,7 +281,7 @@ const RTC_BASE: &str = "base=2024-02-29T23:59:58";
 fn rtc_expected(mode: &str) -> String {
     let period_1024 = 1_000_000_000.0 / 1024.0;
     let n1 = ((2_000_000_000.0 + 488_281.0) / period_1024) as u64;
-    let n2 = (1_750_000_000u64 / 500_000_000) as u64;
+    let n2 = 1_750_000_000u64 / 500_000_000;
     format!(
         "rtc_time {mode}\nstart 2024-02-29 23:59:58\n\
          irq8 1024Hz window_us=2000488 count={n1}\nafter 2024-03-01 00:00:00\n\
