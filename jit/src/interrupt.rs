@@ -119,7 +119,10 @@ pub fn deliver_external(cx: &mut Interp, vector: u8) -> Result<(), Exception> {
         error_code: None,
     };
     let rip = cx.cpu.rip;
-    log::debug!("interrupt vector {vector:#04x} at icount {} rip {rip:#x}", cx.cpu.icount);
+    log::debug!(
+        "interrupt vector {vector:#04x} at icount {} rip {rip:#x}",
+        cx.cpu.icount
+    );
     let first = match deliver(cx, ev, rip) {
         Ok(()) => return Ok(()),
         Err(ex) => ex,
