@@ -86,6 +86,11 @@ pub fn deliver_exception(cx: &mut Interp, ex: Exception) -> Delivery {
     if ex.vector == vector::PF {
         cx.cpu.cr2 = ex.address;
     }
+    log::debug!(
+        "exception {ex:?} at icount {} rip {:#x}",
+        cx.cpu.icount,
+        cx.cpu.rip
+    );
     loop {
         let rip = cx.cpu.rip;
         match deliver(cx, Event::exception(&cur), rip) {
