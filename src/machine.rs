@@ -403,11 +403,11 @@ mod tests {
         load_flat(&mut m.engine, &code, 0x1000, 0x1000).unwrap();
         assert_eq!(m.run().unwrap().outcome, Outcome::PoweredOff);
         assert_eq!(out.0.borrow().as_slice(), b"k");
-        let lcr = m.pc.borrow().uarts[0].borrow_mut().read_reg(3);
+        let lcr = m.pc.borrow().uarts[0].borrow_mut().read_reg(3, 0);
         assert_eq!(lcr, 3);
         let icount = m.engine.cpu().icount;
         m.reset();
-        assert_eq!(m.pc.borrow().uarts[0].borrow_mut().read_reg(3), 0);
+        assert_eq!(m.pc.borrow().uarts[0].borrow_mut().read_reg(3, 0), 0);
         assert_eq!(m.engine.cpu().rip, 0xfff0, "power-on CPU");
         assert_eq!(m.engine.cpu().icount, icount, "the clock goes on");
     }

@@ -239,10 +239,12 @@ impl Pc {
         let dx = cfg.debug_exit;
         let mut pio = Bus::pio();
         let mut mmio = Bus::mmio();
+        let now = VirtualNow::new();
         let mut uarts = Vec::new();
         for (out, base) in serial.into_iter().zip(COM_BASES) {
             let u = Rc::new(RefCell::new(Uart16550::new(out)));
-            pio.insert(base as u64, UART_SIZE, u.clone() as SharedDevice)
+            let w = TimedWindow::new(u.clone(), now.clone());
+            pio.insert(base as u64, UART_SIZE, Rc::new(RefCell::new(w)))
                 .map_err(|e| layout_error("serial port", e))?;
             uarts.push(u);
         }
@@ -261,7 +263,6 @@ impl Pc {
         let ioram = Rc::new(RefCell::new(TestdevIoram::new()));
         mmio.insert(IORAM_BASE, IORAM_SIZE, ioram.clone() as SharedDevice)
             .map_err(|e| layout_error("pc-testdev", e))?;
-        let now = VirtualNow::new();
         let legacy = Legacy::insert(&mut pio, &cfg.rtc, now.clone())?;
         let mut pc = Pc {
             pio,
