@@ -20,7 +20,6 @@
 use crate::pc::{irq, timer, Pc};
 use crate::serial_input::SerialInput;
 use cjemu_devices::pic8259::Pic8259;
-use cjemu_devices::uart16550::{FCR_ENABLE, FIFO_LEN};
 use cjemu_replay::clock::VirtualNs;
 use cjemu_replay::timers::TimerId;
 
@@ -73,17 +72,11 @@ impl Pc {
         if !input.has_pending() {
             return 0;
         }
-        self.publish_time(icount);
+        let now = self.publish_time(icount);
         let mut u = uart.borrow_mut();
-        let st = u.state();
-        let room = if st.fcr & FCR_ENABLE != 0 {
-            FIFO_LEN - st.rx.len()
-        } else {
-            st.rx.is_empty() as usize
-        };
-        let bytes = input.take(room);
+        let bytes = input.take(u.can_receive());
         for &b in &bytes {
-            u.receive(b);
+            u.receive(b, now.0);
         }
         bytes.len()
     }
@@ -131,7 +124,7 @@ impl Pc {
             (pit.out(0, at), pit.next_out_change(0, at))
         };
         self.pic.borrow_mut().set_irq(irq::PIT, out);
-        self.rearm(timer::PIT0, next);
+        self.rearm(timer::PIT0, next, at);
     }
 
     /// IRQ8 follows register C's IRQF; the timer the next RTC event.
@@ -142,23 +135,38 @@ impl Pc {
             (rtc.irq_level(), rtc.next_event_ns(at.0))
         };
         self.pic.borrow_mut().set_irq(irq::RTC, level);
-        self.rearm(timer::RTC, next.map(VirtualNs));
+        self.rearm(timer::RTC, next.map(VirtualNs), at);
     }
 
-    /// COM`i`'s interrupt line (shared lines are the OR of their UARTs).
-    fn sync_uart(&mut self, i: usize, _at: VirtualNs) {
+    /// COM`i` up to `at` (its receive timeout), its timer re-armed; its
+    /// interrupt line is the OR of the UARTs sharing it.
+    fn sync_uart(&mut self, i: usize, at: VirtualNs) {
+        let next = {
+            let mut u = self.uarts[i].borrow_mut();
+            u.advance(at.0);
+            u.next_event_ns().map(VirtualNs)
+        };
+        self.rearm(timer::com(i), next, at);
         let line = irq::COM[i];
         let level = self
             .uarts
             .iter()
             .enumerate()
             .filter(|&(j, _)| irq::COM[j] == line)
-            .any(|(_, u)| u.borrow().irq_pending());
+            .any(|(_, u)| u.borrow().irq_level());
         self.pic.borrow_mut().set_irq(line, level);
     }
 
-    fn rearm(&mut self, id: TimerId, next: Option<VirtualNs>) {
+    /// Arm `id` for `next` (a device's next event after `at`), or cancel
+    /// it. A device that names a time not after `at` would make
+    /// [`Pc::service`] loop without progress: that is a device bug, logged,
+    /// and the event is moved to the next nanosecond.
+    fn rearm(&mut self, id: TimerId, next: Option<VirtualNs>, at: VirtualNs) {
         match next {
+            Some(d) if d <= at => {
+                log::error!("timer {id:?}: next event {d:?} is not after {at:?}");
+                self.timers.arm(id, at.saturating_add(1));
+            }
             Some(d) => self.timers.arm(id, d),
             None => self.timers.cancel(id),
         }
