@@ -14,12 +14,18 @@ pub mod hash;
 pub mod loader;
 pub mod logging;
 pub mod machine;
+pub mod pacing;
 pub mod pc;
+mod pc_wiring;
+pub mod serial_input;
 pub mod stats;
 pub mod status;
 
+use cjemu_replay::clock::ShiftMode;
 use cli::Config;
-use machine::Machine;
+use machine::{Machine, MachineConfig};
+use pacing::PacingMode;
+use serial_input::SerialInput;
 use status::{Error, Outcome};
 use std::path::{Path, PathBuf};
 
@@ -134,6 +140,35 @@ fn local_utc_offset(secs: i64) -> i64 {
     }
 }
 
+/// The clock's shift and pacing for `--icount` (none given: `shift=0`,
+/// `sleep=off`, which is deterministic).
+pub fn clock_mode(icount: Option<&cli::Icount>) -> (ShiftMode, PacingMode) {
+    let Some(ic) = icount else {
+        return (ShiftMode::Fixed(0), PacingMode::default());
+    };
+    let shift = match ic.shift {
+        cli::Shift::Fixed(n) => ShiftMode::Fixed(n as u8),
+        cli::Shift::Auto => ShiftMode::Auto,
+    };
+    let pacing = PacingMode {
+        sleep: ic.sleep,
+        align: ic.align,
+        auto: ic.shift == cli::Shift::Auto,
+    };
+    (shift, pacing)
+}
+
+/// COM1's input: `--serial-input FILE`, else stdin when COM1 is stdio.
+fn serial_input(cfg: &Config) -> Result<SerialInput, Error> {
+    if let Some(p) = &cfg.serial_input {
+        return Ok(SerialInput::from_bytes(read_input("--serial-input", p)?));
+    }
+    Ok(match cfg.serial.first() {
+        Some(cli::SerialTarget::Stdio) => SerialInput::stdin(),
+        _ => SerialInput::none(),
+    })
+}
+
 /// Run the configured guest; the result is the process exit status.
 pub fn run(cfg: &Config) -> Result<u8, Error> {
     logging::init(&cfg.log_items, cfg.log_file.as_deref())?;
@@ -155,7 +190,17 @@ pub fn run(cfg: &Config) -> Result<u8, Error> {
     };
     let rtc_start = rtc_start_secs(cfg.rtc_base);
     log::info!("RTC starts at {rtc_start} s after the epoch");
-    let mut m = Machine::with_devices(cfg.ram_size, cfg.accel, serial, debug_exit, rtc_start)?;
+    let (shift, pacing) = clock_mode(cfg.icount.as_ref());
+    let mut m = Machine::build(MachineConfig {
+        ram_size: cfg.ram_size,
+        accel: cfg.accel,
+        serial,
+        serial_input: serial_input(cfg)?,
+        debug_exit,
+        rtc_start_secs: rtc_start,
+        shift,
+        pacing,
+    })?;
     guest.load(&mut m)?;
     let report = loop {
         let report = m.run()?;
@@ -183,8 +228,8 @@ pub fn run(cfg: &Config) -> Result<u8, Error> {
             eprintln!("cjemu: the guest asked for a reset; machine stopped (as with -no-reboot)")
         }
         Outcome::HaltedWithInterruptsOn => eprintln!(
-            "cjemu: the guest halted with interrupts enabled, but no device can interrupt yet; \
-             stopping (status 0)"
+            "cjemu: the guest halted with interrupts enabled, but no timer is armed and no \
+             input can arrive, so nothing can wake it; stopping (status 0)"
         ),
         _ => {}
     }

@@ -1,22 +1,34 @@
 //! The machine and its run loop.
 //!
 //! The machine is the CPU engine plus the PC's devices ([`crate::pc`]),
-//! bridged by [`PcIo`]. The run loop hands the engine slices of [`SLICE`]
-//! instructions and, after every exit, looks at what the guest asked for:
-//! a debug-exit write ends the run with its status; HLT with interrupts off
-//! (nothing can wake the CPU) is a power-off; HLT with interrupts on also
-//! ends the run for now, since no device raises interrupts yet; a triple
-//! fault or a reset through the keyboard controller (0xfe to port 0x64) is
-//! returned to the caller, which resets or stops (`-no-reboot`).
+//! bridged by [`PcIo`], on one virtual clock. The run loop:
+//!
+//! 1. hands serial input to the UART and services the devices
+//!    ([`Pc::service`]: due timers, interrupt lines), then asserts the
+//!    CPU's INTR input if the PIC asks for it;
+//! 2. runs the engine for a budget that ends exactly at the next timer
+//!    deadline (at most [`SLICE`] instructions);
+//! 3. looks at why the engine stopped: a device access (debug exit, reset
+//!    request), an interrupt window (acknowledge the PIC, deliver the
+//!    vector), HLT (idle until a timer or input wakes the CPU; with IF=0
+//!    nothing can, so that is a power-off), a triple fault.
+//!
+//! All of that happens at instruction counts that depend only on the guest
+//! and its inputs, so every run, under either engine, takes the same
+//! interrupts at the same counts. Host time enters only through
+//! [`Pacing`] (`sleep=on`, `align=on`, `shift=auto`), as clock moves.
 
 use crate::cli::Accel;
+use crate::pacing::{IdleWait, Pacing, PacingMode};
 use crate::pc::{ram_split, DebugExitConfig, Pc, PcConfig, PcIo};
+use crate::serial_input::SerialInput;
 use crate::status::{Error, Outcome};
 use cjemu_devices::rtc_cmos::RtcConfig;
 use cjemu_devices::uart16550::SerialOutput;
 use cjemu_jit::memory::GuestMemory;
 use cjemu_jit::state::CpuState;
 use cjemu_jit::{Engine, Exit, Gpr};
+use cjemu_replay::clock::{ClockAdjust, ShiftMode, VirtualClock};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -24,16 +36,70 @@ use std::time::{Duration, Instant};
 /// RFLAGS.IF.
 const RFLAGS_IF: u64 = 1 << 9;
 
-/// Instructions per `Engine::run` call. The run loop regains control this
-/// often (later: to look at timers and interrupts).
+/// The longest `Engine::run` call: the run loop regains control at least
+/// this often (to flush serial output, poll input, pace the clock).
 pub const SLICE: u64 = 1_000_000;
+
+/// How a machine is built.
+pub struct MachineConfig {
+    /// RAM size in bytes.
+    pub ram_size: u64,
+    /// The engine tier.
+    pub accel: Accel,
+    /// One UART per sink (COM1, COM2, …).
+    pub serial: Vec<Box<dyn SerialOutput>>,
+    /// Host input for COM1.
+    pub serial_input: SerialInput,
+    /// Where the debug-exit device goes.
+    pub debug_exit: DebugExitConfig,
+    /// The RTC's time at virtual time 0, seconds since 1970-01-01 UTC.
+    pub rtc_start_secs: i64,
+    /// The clock's shift.
+    pub shift: ShiftMode,
+    /// The clock's pacing.
+    pub pacing: PacingMode,
+}
+
+impl MachineConfig {
+    /// `ram_size` bytes of RAM, the given tier, no serial port, the default
+    /// debug-exit port, the RTC at the epoch, `shift=0,sleep=off`.
+    pub fn new(ram_size: u64, accel: Accel) -> MachineConfig {
+        MachineConfig {
+            ram_size,
+            accel,
+            serial: Vec::new(),
+            serial_input: SerialInput::none(),
+            debug_exit: DebugExitConfig::default(),
+            rtc_start_secs: 0,
+            shift: ShiftMode::Fixed(0),
+            pacing: PacingMode::default(),
+        }
+    }
+}
 
 /// The emulated machine.
 pub struct Machine {
     /// The CPU engine (CPU state, RAM, block cache).
     pub engine: Engine,
-    /// The devices, shared with the engine's I/O bridge.
+    /// The devices, clock and timers, shared with the engine's I/O bridge.
     pub pc: Rc<RefCell<Pc>>,
+    /// Host input for COM1.
+    pub serial_input: SerialInput,
+    pacing: Pacing,
+    counters: RunCounters,
+}
+
+/// Counters of a run, for `--stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunCounters {
+    /// External interrupts delivered.
+    pub interrupts: u64,
+    /// Times the clock moved (idle skips and waits, shift changes).
+    pub clock_adjusts: u64,
+    /// Virtual time at the end, ns.
+    pub virtual_ns: u64,
+    /// Serial bytes handed to the guest.
+    pub serial_in: u64,
 }
 
 /// What a run produced.
@@ -41,8 +107,10 @@ pub struct Machine {
 pub struct RunReport {
     /// How it ended.
     pub outcome: Outcome,
-    /// Wall-clock time spent in the engine.
+    /// Wall-clock time spent in the run loop.
     pub run_time: Duration,
+    /// Counters.
+    pub counters: RunCounters,
 }
 
 /// The engine's tier for the command line's `--accel`.
@@ -56,46 +124,54 @@ pub fn engine_tier(accel: Accel) -> cjemu_jit::Accel {
 }
 
 impl Machine {
-    /// A machine with `ram_size` bytes of RAM, the given CPU engine, no
-    /// serial port, the default debug-exit port and the RTC at the epoch.
+    /// A machine with `ram_size` bytes of RAM, the given CPU engine and
+    /// the defaults of [`MachineConfig::new`].
     pub fn new(ram_size: u64, accel: Accel) -> Result<Machine, Error> {
-        Machine::with_devices(ram_size, accel, Vec::new(), DebugExitConfig::default(), 0)
+        Machine::build(MachineConfig::new(ram_size, accel))
     }
 
-    /// A machine with one UART per serial sink (COM1, COM2, …) and the RTC
-    /// showing `rtc_start_secs` (seconds since 1970-01-01 UTC) at virtual
-    /// time 0. The CMOS memory sizes follow `ram_size`.
-    pub fn with_devices(
-        ram_size: u64,
-        accel: Accel,
-        serial: Vec<Box<dyn SerialOutput>>,
-        debug_exit: DebugExitConfig,
-        rtc_start_secs: i64,
-    ) -> Result<Machine, Error> {
-        let (ram_below_4g, ram_above_4g) = ram_split(ram_size);
-        let cfg = PcConfig {
-            debug_exit,
+    /// A machine as configured. The CMOS memory sizes follow the RAM size.
+    pub fn build(cfg: MachineConfig) -> Result<Machine, Error> {
+        let (ram_below_4g, ram_above_4g) = ram_split(cfg.ram_size);
+        let pc_cfg = PcConfig {
+            debug_exit: cfg.debug_exit,
             rtc: RtcConfig {
-                start_secs: rtc_start_secs,
+                start_secs: cfg.rtc_start_secs,
                 ram_below_4g,
                 ram_above_4g,
             },
         };
-        let pc = Rc::new(RefCell::new(Pc::new(serial, &cfg)?));
-        let mut mem = GuestMemory::new(ram_size).map_err(|e| Error::Usage(format!("-m: {e}")))?;
+        let clock = VirtualClock::new(cfg.shift).map_err(|e| Error::Usage(e.to_string()))?;
+        let start = clock.ns_at(0);
+        let shift = clock.shift();
+        let pc = Rc::new(RefCell::new(Pc::new(cfg.serial, &pc_cfg, clock)?));
+        let mut mem =
+            GuestMemory::new(cfg.ram_size).map_err(|e| Error::Usage(format!("-m: {e}")))?;
         pc.borrow().map_mmio(&mut mem)?;
         let mut engine = Engine::with_memory(mem, Box::new(PcIo(pc.clone())));
-        engine.config.accel = engine_tier(accel);
-        Ok(Machine { engine, pc })
+        engine.config.accel = engine_tier(cfg.accel);
+        // RDTSC reads virtual time (1 GHz).
+        engine.cpu_mut().tsc_shift = shift as u64;
+        Ok(Machine {
+            engine,
+            pc,
+            serial_input: cfg.serial_input,
+            pacing: Pacing::new(cfg.pacing, start),
+            counters: RunCounters::default(),
+        })
     }
 
-    /// Reset: the CPU to its power-on state (the instruction count goes on)
-    /// and every device to its reset state. RAM keeps its contents, as on a
-    /// PC; the caller reloads the guest.
+    /// Reset: the CPU to its power-on state (the instruction count and the
+    /// clock go on) and every device to its reset state. RAM keeps its
+    /// contents, as on a PC; the caller reloads the guest.
     pub fn reset(&mut self) {
         let icount = self.engine.cpu().icount;
+        let clock = self.pc.borrow().clock.state();
         *self.engine.cpu_mut() = CpuState::power_on();
-        self.engine.cpu_mut().icount = icount;
+        let cpu = self.engine.cpu_mut();
+        cpu.icount = icount;
+        cpu.tsc_shift = clock.shift as u64;
+        cpu.tsc_bias = clock.bias as u64;
         self.engine.flush_tlb();
         self.pc.borrow_mut().reset();
     }
@@ -111,39 +187,122 @@ impl Machine {
         reset.then_some(Outcome::GuestReset)
     }
 
+    /// Hand waiting serial input to COM1, run due timers, sample the
+    /// interrupt lines and drive the CPU's INTR input.
+    fn service(&mut self) -> bool {
+        let icount = self.engine.cpu().icount;
+        self.serial_input.poll();
+        let fed = self
+            .pc
+            .borrow_mut()
+            .feed_serial(0, &mut self.serial_input, icount);
+        self.counters.serial_in += fed as u64;
+        let intr = self.pc.borrow_mut().service(icount);
+        self.engine.set_intr(intr);
+        intr
+    }
+
+    /// Instructions until the next timer deadline, at most [`SLICE`].
+    fn budget(&self) -> u64 {
+        let pc = self.pc.borrow();
+        let icount = self.engine.cpu().icount;
+        pc.timers
+            .budget(&pc.clock, icount)
+            .map_or(SLICE, |b| b.min(SLICE))
+    }
+
+    /// The clock moved: RDTSC follows (TSC = virtual ns plus whatever
+    /// offset the guest wrote to the TSC MSR).
+    fn clock_moved(&mut self, adj: ClockAdjust, old_bias: i64) {
+        self.counters.clock_adjusts += 1;
+        log::debug!("clock: {adj:?}");
+        let cpu = self.engine.cpu_mut();
+        cpu.tsc_bias = cpu
+            .tsc_bias
+            .wrapping_add(adj.bias.wrapping_sub(old_bias) as u64);
+        cpu.tsc_shift = adj.shift as u64;
+    }
+
+    /// INTA: take the PIC's vector and deliver it. `Some` ends the run.
+    fn take_interrupt(&mut self) -> Option<Outcome> {
+        let vector = self.pc.borrow().pic.borrow_mut().acknowledge();
+        self.counters.interrupts += 1;
+        match self.engine.deliver_interrupt(vector) {
+            Ok(()) => None,
+            Err(Exit::TripleFault { first, rip }) => Some(Outcome::TripleFault { first, rip }),
+            Err(_) => None,
+        }
+    }
+
+    /// The CPU halted with IF set: wait (in virtual time, or real time with
+    /// `sleep=on`) until an interrupt wakes it. `Some` ends the run.
+    fn idle(&mut self) -> Option<Outcome> {
+        loop {
+            if self.service() {
+                return self.take_interrupt();
+            }
+            let icount = self.engine.cpu().icount;
+            let wait = {
+                let mut pc = self.pc.borrow_mut();
+                let deadline = pc.next_deadline();
+                let old_bias = pc.clock.state().bias;
+                let w = self
+                    .pacing
+                    .idle(&mut pc.clock, icount, deadline, &mut self.serial_input);
+                (w, old_bias)
+            };
+            match wait {
+                (IdleWait::Moved(adj), old_bias) => self.clock_moved(adj, old_bias),
+                (IdleWait::Input, _) => {}
+                (IdleWait::Never, _) => return Some(Outcome::HaltedWithInterruptsOn),
+            }
+        }
+    }
+
+    /// After a slice: flush output and let the pacing adjust the clock.
+    fn end_of_slice(&mut self) {
+        self.pc.borrow().flush();
+        let icount = self.engine.cpu().icount;
+        let (adj, old_bias) = {
+            let mut pc = self.pc.borrow_mut();
+            let old_bias = pc.clock.state().bias;
+            (self.pacing.after_slice(&mut pc.clock, icount), old_bias)
+        };
+        if let Some(adj) = adj {
+            self.clock_moved(adj, old_bias);
+        }
+    }
+
     /// Run until the guest powers off, exits through the debug port,
     /// triple-faults or asks for a reset.
     pub fn run(&mut self) -> Result<RunReport, Error> {
         let start = Instant::now();
         let outcome = loop {
-            let exit = self.engine.run(SLICE);
+            self.service();
+            let exit = self.engine.run(self.budget());
             log_cpu(&self.engine, &exit);
             match exit {
-                Exit::Device => match self.device_request() {
-                    Some(o) => break o,
-                    None => continue,
-                },
-                Exit::BudgetExhausted => {
-                    // Let a prompt without a newline reach the terminal.
-                    self.pc.borrow().flush();
-                    continue;
+                Exit::Device => {
+                    if let Some(o) = self.device_request() {
+                        break o;
+                    }
+                }
+                Exit::BudgetExhausted => self.end_of_slice(),
+                Exit::InterruptWindow => {
+                    if let Some(o) = self.take_interrupt() {
+                        break o;
+                    }
                 }
                 Exit::Halted if self.engine.cpu().rflags & RFLAGS_IF == 0 => {
                     // Nothing can wake the CPU: the machine is off.
                     break Outcome::PoweredOff;
                 }
                 Exit::Halted => {
-                    // No device raises interrupts yet, so this HLT would
-                    // wait forever.
-                    break Outcome::HaltedWithInterruptsOn;
+                    if let Some(o) = self.idle() {
+                        break o;
+                    }
                 }
                 Exit::TripleFault { first, rip } => break Outcome::TripleFault { first, rip },
-                Exit::InterruptWindow => {
-                    return Err(Error::Internal(
-                        "the engine offered an interrupt window although INTR is never asserted"
-                            .into(),
-                    ))
-                }
                 Exit::Exception(ex) => {
                     return Err(Error::Internal(format!(
                         "the engine returned exception {ex:?} although exceptions_exit is off"
@@ -152,9 +311,12 @@ impl Machine {
             }
         };
         self.pc.borrow().flush();
+        let icount = self.engine.cpu().icount;
+        self.counters.virtual_ns = self.pc.borrow().clock.ns_at(icount).0;
         Ok(RunReport {
             outcome,
             run_time: start.elapsed(),
+            counters: self.counters,
         })
     }
 }
@@ -227,13 +389,10 @@ mod tests {
     fn serial_bytes_reach_the_sink_and_reset_restores_devices() {
         use cjemu_devices::uart16550::VecOutput;
         let out = VecOutput::default();
-        let mut m = Machine::with_devices(
-            1 << 20,
-            Accel::Interp,
-            vec![Box::new(out.clone())],
-            DebugExitConfig::default(),
-            0,
-        )
+        let mut m = Machine::build(MachineConfig {
+            serial: vec![Box::new(out.clone())],
+            ..MachineConfig::new(1 << 20, Accel::Interp)
+        })
         .unwrap();
         // mov dx, 0x3f8; mov al, 'k'; out dx, al; mov dx, 0x3fb; mov al, 3;
         // out dx, al; hlt
@@ -244,11 +403,11 @@ mod tests {
         load_flat(&mut m.engine, &code, 0x1000, 0x1000).unwrap();
         assert_eq!(m.run().unwrap().outcome, Outcome::PoweredOff);
         assert_eq!(out.0.borrow().as_slice(), b"k");
-        let lcr = m.pc.borrow().uarts[0].borrow_mut().read_reg(3);
+        let lcr = m.pc.borrow().uarts[0].borrow_mut().read_reg(3, 0);
         assert_eq!(lcr, 3);
         let icount = m.engine.cpu().icount;
         m.reset();
-        assert_eq!(m.pc.borrow().uarts[0].borrow_mut().read_reg(3), 0);
+        assert_eq!(m.pc.borrow().uarts[0].borrow_mut().read_reg(3, 0), 0);
         assert_eq!(m.engine.cpu().rip, 0xfff0, "power-on CPU");
         assert_eq!(m.engine.cpu().icount, icount, "the clock goes on");
     }
@@ -287,13 +446,10 @@ mod tests {
     #[test]
     fn the_guest_reads_the_rtc_start_date_and_cmos_ram_size() {
         let start = crate::cli::parse_datetime("2031-07-04T10:20:30").unwrap();
-        let mut m = Machine::with_devices(
-            64 << 20,
-            Accel::Interp,
-            Vec::new(),
-            DebugExitConfig::default(),
-            start,
-        )
+        let mut m = Machine::build(MachineConfig {
+            rtc_start_secs: start,
+            ..MachineConfig::new(64 << 20, Accel::Interp)
+        })
         .unwrap();
         // mov al, 8; out 0x70, al; in al, 0x71; mov bl, al;
         // mov al, 0x35; out 0x70, al; in al, 0x71; mov bh, al;

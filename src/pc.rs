@@ -14,21 +14,32 @@
 //! | ELCR (edge/level control) | port 0x4d0 | 2 |
 //! | i8042 keyboard controller | ports 0x60 (data), 0x64 (status/command) | 1 each |
 //! | MC146818 RTC / CMOS | port 0x70 (index), 0x71 (data) | 2 |
+//! | 8254 PIT | ports 0x40–0x43 | 4 |
 //! | system control port B | port 0x61 | 1 |
 //! | I/O-delay sinks | ports 0x80, 0xed | 1 each |
 //!
 //! A UART is present for every `-serial` given (COM1 on stdout without one).
 //!
-//! No interrupt line reaches the CPU yet: the PIC's inputs are not driven
-//! by the UARTs, the i8042 or the RTC, and its INT output is not sampled;
-//! the guest can only program it and read it back. The i8042's A20 output
-//! is not wired either (A20 is always on). Port 0x61's PIT link is
-//! [`NoLink`] until the PIT exists.
+//! Interrupt lines (ISA IRQs on the PIC pair):
 //!
-//! Virtual time, for the RTC and port 0x61, is for now derived from the
-//! instruction count alone: [`NS_PER_INSN`] ns per retired instruction,
-//! counted from the start of the run (the instruction count the engine
-//! hands each port access). The RTC shows `-rtc base=` plus that time.
+//! | IRQ | source |
+//! |---|---|
+//! | 0 | PIT channel 0 OUT |
+//! | 1 | i8042 keyboard output buffer full |
+//! | 3 | COM2 (and COM4) |
+//! | 4 | COM1 (and COM3) |
+//! | 8 | RTC (register C IRQF) |
+//! | 12 | i8042 auxiliary (mouse) output buffer full |
+//!
+//! Port 0x61 drives PIT channel 2's gate (bit 0) and reads its OUT (bit 5).
+//! The i8042's A20 output is not wired (A20 is always on).
+//!
+//! Time: [`Pc::clock`] is the machine's virtual clock and [`Pc::timers`] its
+//! timers (ids in [`timer`]). [`PcIo`] publishes `clock.ns_at(icount)` in
+//! [`Pc::now`] before each device access, so every device sees the exact
+//! virtual time of the accessing instruction; [`Pc::service`]
+//! (`pc_wiring.rs`) runs expired timers and samples the interrupt lines
+//! after every engine exit.
 
 use crate::cli::SerialTarget;
 use crate::status::Error;
@@ -38,14 +49,16 @@ use cjemu_devices::debug_exit::DebugExit;
 use cjemu_devices::i8042::{I8042, OFS_DATA as KBD_OFS_DATA, OFS_STATUS as KBD_OFS_STATUS};
 use cjemu_devices::io_delay::IoDelay;
 use cjemu_devices::pic8259::{Pic8259, Pic8259Window, OFS_ELCR, OFS_MASTER, OFS_SLAVE};
-use cjemu_devices::port61::{NoLink, Port61};
+use cjemu_devices::pit8254::{Pit8254, PORT_SIZE as PIT_SIZE};
+use cjemu_devices::port61::{Port61, Port61Link};
 use cjemu_devices::rtc_cmos::{RtcCmos, RtcConfig, RTC_SIZE};
 use cjemu_devices::testdev::{TestdevIoram, TestdevPort, IORAM_SIZE, PORT_SIZE};
 use cjemu_devices::timed::TimedWindow;
 use cjemu_devices::uart16550::{NullOutput, SerialOutput, Uart16550, UART_SIZE};
 use cjemu_jit::emit::Width;
 use cjemu_jit::memory::{GuestMemory, GuestPhysAddr, IoBus};
-use cjemu_replay::clock::{VirtualNow, VirtualNs};
+use cjemu_replay::clock::{VirtualClock, VirtualNow, VirtualNs};
+use cjemu_replay::timers::Timers;
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -79,9 +92,35 @@ pub const PORT61: u16 = 0x61;
 pub const RTC_BASE: u16 = 0x70;
 /// I/O-delay write sinks (POST code port, Linux's alternative delay port).
 pub const IO_DELAY_PORTS: [u16; 2] = [0x80, 0xed];
-/// Virtual nanoseconds per retired instruction, until the virtual clock
-/// exists: the only source of virtual time for now.
-pub const NS_PER_INSN: u64 = 1;
+/// 8254 PIT counters 0–2 and control word.
+pub const PIT_BASE: u16 = 0x40;
+
+/// ISA interrupt lines (PIC inputs).
+pub mod irq {
+    /// PIT channel 0.
+    pub const PIT: u8 = 0;
+    /// i8042 keyboard.
+    pub const KBD: u8 = 1;
+    /// COM1..COM4 in order (COM3 shares IRQ4, COM4 IRQ3, as on the PC).
+    pub const COM: [u8; 4] = [4, 3, 4, 3];
+    /// RTC.
+    pub const RTC: u8 = 8;
+    /// i8042 auxiliary device.
+    pub const MOUSE: u8 = 12;
+}
+
+/// The machine's timers: one id per device event source.
+pub mod timer {
+    use cjemu_replay::timers::TimerId;
+    /// PIT channel 0's next OUT change (IRQ0).
+    pub const PIT0: TimerId = TimerId(0);
+    /// The RTC's next periodic / update / alarm event.
+    pub const RTC: TimerId = TimerId(1);
+    /// COM1..COM4's next timed event (receive character timeout).
+    pub fn com(i: usize) -> TimerId {
+        TimerId(2 + i as u32)
+    }
+}
 
 /// Where RAM goes around the PCI hole, as on QEMU's `pc` machine: all of
 /// it below 4 GiB up to 3.5 GiB; from 3.5 GiB on, 3 GiB below and the
@@ -111,6 +150,18 @@ impl BusDevice for OffsetWindow {
     }
     fn write(&mut self, offset: u64, data: &[u8]) {
         self.dev.borrow_mut().write(self.offset + offset, data);
+    }
+}
+
+/// Port 0x61's wires to PIT channel 2.
+struct PitChannel2(Rc<RefCell<Pit8254>>);
+
+impl Port61Link for PitChannel2 {
+    fn ch2_out(&mut self, now_ns: u64) -> bool {
+        self.0.borrow().out(2, VirtualNs(now_ns))
+    }
+    fn set_ch2_gate(&mut self, now_ns: u64, gate: bool) {
+        self.0.borrow_mut().set_gate(2, gate, VirtualNs(now_ns));
     }
 }
 
@@ -163,10 +214,15 @@ pub struct Pc {
     pub rtc: Rc<RefCell<RtcCmos>>,
     /// Port 0x61.
     pub port61: Rc<RefCell<Port61>>,
-    /// The virtual time of the current device access, published by
-    /// [`PcIo`] before each access (for now [`NS_PER_INSN`] ns per retired
-    /// instruction; the virtual clock takes over with the timers).
+    /// The 8254 PIT.
+    pub pit: Rc<RefCell<Pit8254>>,
+    /// The virtual time of the current device access or timer event,
+    /// published by [`PcIo`] and [`Pc::service`].
     pub now: VirtualNow,
+    /// The virtual clock (`ns = bias + (icount << shift)`).
+    pub clock: VirtualClock,
+    /// The devices' timers on that clock.
+    pub timers: Timers,
 }
 
 fn layout_error(what: &str, e: BusError) -> Error {
@@ -175,14 +231,20 @@ fn layout_error(what: &str, e: BusError) -> Error {
 
 impl Pc {
     /// Build the PC with one UART per serial sink.
-    pub fn new(serial: Vec<Box<dyn SerialOutput>>, cfg: &PcConfig) -> Result<Pc, Error> {
+    pub fn new(
+        serial: Vec<Box<dyn SerialOutput>>,
+        cfg: &PcConfig,
+        clock: VirtualClock,
+    ) -> Result<Pc, Error> {
         let dx = cfg.debug_exit;
         let mut pio = Bus::pio();
         let mut mmio = Bus::mmio();
+        let now = VirtualNow::new();
         let mut uarts = Vec::new();
         for (out, base) in serial.into_iter().zip(COM_BASES) {
             let u = Rc::new(RefCell::new(Uart16550::new(out)));
-            pio.insert(base as u64, UART_SIZE, u.clone() as SharedDevice)
+            let w = TimedWindow::new(u.clone(), now.clone());
+            pio.insert(base as u64, UART_SIZE, Rc::new(RefCell::new(w)))
                 .map_err(|e| layout_error("serial port", e))?;
             uarts.push(u);
         }
@@ -201,9 +263,8 @@ impl Pc {
         let ioram = Rc::new(RefCell::new(TestdevIoram::new()));
         mmio.insert(IORAM_BASE, IORAM_SIZE, ioram.clone() as SharedDevice)
             .map_err(|e| layout_error("pc-testdev", e))?;
-        let now = VirtualNow::new();
         let legacy = Legacy::insert(&mut pio, &cfg.rtc, now.clone())?;
-        Ok(Pc {
+        let mut pc = Pc {
             pio,
             mmio,
             uarts,
@@ -214,8 +275,13 @@ impl Pc {
             i8042: legacy.i8042,
             rtc: legacy.rtc,
             port61: legacy.port61,
+            pit: legacy.pit,
             now,
-        })
+            clock,
+            timers: Timers::new(),
+        };
+        pc.settle_lines();
+        Ok(pc)
     }
 
     /// Declare the MMIO holes in guest memory (they shadow RAM there).
@@ -234,8 +300,17 @@ impl Pc {
         *self.testdev_port.borrow_mut() = TestdevPort::new();
         self.pic.borrow_mut().reset();
         *self.i8042.borrow_mut() = I8042::new();
-        *self.port61.borrow_mut() = Port61::new(Box::new(NoLink));
-        // The RTC is battery-backed: its time and CMOS memory survive.
+        self.pit.borrow_mut().reset();
+        let link = PitChannel2(self.pit.clone());
+        *self.port61.borrow_mut() = Port61::new(Box::new(link));
+        // The RTC is battery-backed: its time and CMOS memory survive. The
+        // clock goes on; timers of reset devices are re-armed (or not) by
+        // the next `service`.
+        for i in 0..self.uarts.len() {
+            self.timers.cancel(timer::com(i));
+        }
+        self.timers.cancel(timer::PIT0);
+        self.settle_lines();
     }
 
     /// Push buffered serial output out.
@@ -249,6 +324,7 @@ impl Pc {
 /// The chipset devices every PC has, fixed at QEMU's ports.
 struct Legacy {
     pic: Rc<RefCell<Pic8259>>,
+    pit: Rc<RefCell<Pit8254>>,
     i8042: Rc<RefCell<I8042>>,
     rtc: Rc<RefCell<RtcCmos>>,
     port61: Rc<RefCell<Port61>>,
@@ -283,7 +359,11 @@ impl Legacy {
         let w = TimedWindow::new(rtc.clone(), now.clone());
         pio.insert(RTC_BASE as u64, RTC_SIZE, Rc::new(RefCell::new(w)))
             .map_err(err)?;
-        let port61 = Rc::new(RefCell::new(Port61::new(Box::new(NoLink))));
+        let pit = Rc::new(RefCell::new(Pit8254::new(now.clone())));
+        pio.insert(PIT_BASE as u64, PIT_SIZE, pit.clone() as SharedDevice)
+            .map_err(err)?;
+        let link = PitChannel2(pit.clone());
+        let port61 = Rc::new(RefCell::new(Port61::new(Box::new(link))));
         let w = TimedWindow::new(port61.clone(), now);
         pio.insert(PORT61 as u64, 1, Rc::new(RefCell::new(w)))
             .map_err(err)?;
@@ -293,6 +373,7 @@ impl Legacy {
         }
         Ok(Legacy {
             pic,
+            pit,
             i8042,
             rtc,
             port61,
@@ -308,7 +389,7 @@ impl IoBus for PcIo {
         let mut b = [0u8; 4];
         let n = w.bytes() as usize;
         let mut pc = self.0.borrow_mut();
-        pc.now.set(VirtualNs(icount.saturating_mul(NS_PER_INSN)));
+        pc.publish_time(icount);
         pc.pio.read(port as u64, &mut b[..n]);
         u32::from_le_bytes(b)
     }
@@ -316,7 +397,7 @@ impl IoBus for PcIo {
     fn port_write(&mut self, port: u16, w: Width, value: u32, icount: u64) {
         let n = w.bytes() as usize;
         let mut pc = self.0.borrow_mut();
-        pc.now.set(VirtualNs(icount.saturating_mul(NS_PER_INSN)));
+        pc.publish_time(icount);
         pc.pio.write(port as u64, &value.to_le_bytes()[..n]);
     }
 
@@ -324,7 +405,7 @@ impl IoBus for PcIo {
         let mut b = [0u8; 8];
         let n = w.bytes() as usize;
         let mut pc = self.0.borrow_mut();
-        pc.now.set(VirtualNs(icount.saturating_mul(NS_PER_INSN)));
+        pc.publish_time(icount);
         pc.mmio.read(addr.0, &mut b[..n]);
         u64::from_le_bytes(b)
     }
@@ -332,7 +413,7 @@ impl IoBus for PcIo {
     fn mmio_write(&mut self, addr: GuestPhysAddr, w: Width, value: u64, icount: u64) {
         let n = w.bytes() as usize;
         let mut pc = self.0.borrow_mut();
-        pc.now.set(VirtualNs(icount.saturating_mul(NS_PER_INSN)));
+        pc.publish_time(icount);
         pc.mmio.write(addr.0, &value.to_le_bytes()[..n]);
     }
 }
@@ -387,6 +468,14 @@ pub fn serial_output(t: &SerialTarget) -> Result<Box<dyn SerialOutput>, Error> {
 mod tests {
     use super::*;
     use cjemu_devices::uart16550::VecOutput;
+    use cjemu_replay::clock::ShiftMode;
+
+    /// The tests' clock: 1 ns per instruction.
+    const NS_PER_INSN: u64 = 1;
+
+    fn clock() -> VirtualClock {
+        VirtualClock::new(ShiftMode::Fixed(0)).unwrap()
+    }
 
     fn cfg(debug_exit: DebugExitConfig) -> PcConfig {
         PcConfig {
@@ -397,7 +486,10 @@ mod tests {
 
     fn pc(dx: DebugExitConfig) -> (Pc, VecOutput) {
         let out = VecOutput::default();
-        (Pc::new(vec![Box::new(out.clone())], &cfg(dx)).unwrap(), out)
+        (
+            Pc::new(vec![Box::new(out.clone())], &cfg(dx), clock()).unwrap(),
+            out,
+        )
     }
 
     #[test]
@@ -449,6 +541,7 @@ mod tests {
                 iobase: 0x3f8,
                 iosize: 4,
             }),
+            clock(),
         );
         assert!(r.is_ok(), "no UART configured: nothing to overlap");
         let r = Pc::new(
@@ -457,6 +550,7 @@ mod tests {
                 iobase: 0x3fc,
                 iosize: 4,
             }),
+            clock(),
         );
         assert!(matches!(r, Err(Error::Usage(_))));
         let r = Pc::new(
@@ -465,6 +559,7 @@ mod tests {
                 iobase: 0x10,
                 iosize: 0,
             }),
+            clock(),
         );
         assert!(r.is_err());
     }
@@ -485,7 +580,7 @@ mod tests {
             rtc,
             ..PcConfig::default()
         };
-        PcIo(Rc::new(RefCell::new(Pc::new(vec![], &c).unwrap())))
+        PcIo(Rc::new(RefCell::new(Pc::new(vec![], &c, clock()).unwrap())))
     }
 
     fn outb(io: &mut PcIo, port: u16, v: u8) {
@@ -619,6 +714,6 @@ mod tests {
             iobase: 0x70,
             iosize: 1,
         });
-        assert!(matches!(Pc::new(vec![], &c), Err(Error::Usage(_))));
+        assert!(matches!(Pc::new(vec![], &c, clock()), Err(Error::Usage(_))));
     }
 }

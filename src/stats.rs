@@ -51,6 +51,10 @@ pub fn render(e: &Engine, r: &RunReport) -> String {
         format!("{:.1} us", st.compile_ns as f64 / 1e3 / tries.max(1) as f64),
     );
     kv("exceptions", e.stats.exceptions.to_string());
+    kv("interrupts", r.counters.interrupts.to_string());
+    kv("virtual time", format!("{} ns", r.counters.virtual_ns));
+    kv("clock adjustments", r.counters.clock_adjusts.to_string());
+    kv("serial bytes in", r.counters.serial_in.to_string());
     kv("state-hash", format!("{:016x}", machine_hash(e)));
     for r in Gpr::ALL {
         kv(r.name(), format!("{:#018x}", c.reg(r)));
@@ -80,6 +84,7 @@ mod tests {
         let r = RunReport {
             outcome: Outcome::PoweredOff,
             run_time: Duration::from_millis(1),
+            counters: Default::default(),
         };
         let text = render(&e, &r);
         for line in text.lines() {
@@ -121,6 +126,7 @@ mod tests {
         let r = RunReport {
             outcome: Outcome::PoweredOff,
             run_time: Duration::from_millis(1),
+            counters: Default::default(),
         };
         let text = render(&e, &r);
         let get = |k: &str| {

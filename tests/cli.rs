@@ -335,8 +335,7 @@ fn image_that_does_not_fit_in_ram_is_status_2() {
 #[test]
 fn features_not_implemented_yet_say_so_in_one_line_with_status_2() {
     for args in [
-        &["--icount", "shift=auto"][..],
-        &["--record", "r.log"],
+        &["--record", "r.log"][..],
         &["--replay", "r.log"],
         &["-s"],
         &["-S"],
@@ -350,6 +349,30 @@ fn features_not_implemented_yet_say_so_in_one_line_with_status_2() {
         assert_eq!(e.lines().count(), 1, "{args:?}: {e}");
         assert!(e.contains("not implemented yet"), "{args:?}: {e}");
     }
+}
+
+#[test]
+fn every_icount_mode_runs_the_demo_to_the_same_output() {
+    let plain = cjemu(&[]);
+    assert_eq!(status(&plain), 0, "{}", stderr(&plain));
+    for args in [
+        &["--icount", "shift=0,sleep=off"][..],
+        &["-icount", "7"],
+        &["--icount", "auto"],
+        &["--icount", "shift=2,align=on"],
+    ] {
+        let o = cjemu(args);
+        assert_eq!(status(&o), 0, "{args:?}: {}", stderr(&o));
+        assert_eq!(o.stdout, plain.stdout, "{args:?}");
+    }
+}
+
+#[test]
+fn icount_shift_auto_with_sleep_off_is_refused_naming_qemu() {
+    let o = cjemu(&["--icount", "shift=auto,sleep=off"]);
+    assert_eq!(status(&o), 2);
+    assert_stdout_empty(&o);
+    assert!(stderr(&o).contains("QEMU 7.2"), "{}", stderr(&o));
 }
 
 #[test]

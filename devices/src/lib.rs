@@ -23,13 +23,16 @@
 //!
 //! ```
 //! use cjemu_devices::bus::Bus;
+//! use cjemu_devices::timed::TimedWindow;
 //! use cjemu_devices::uart16550::{Uart16550, VecOutput};
+//! use cjemu_replay::clock::VirtualNow;
 //! use std::{cell::RefCell, rc::Rc};
 //!
 //! let out = VecOutput::default();
 //! let uart = Rc::new(RefCell::new(Uart16550::new(Box::new(out.clone()))));
+//! let window = TimedWindow::new(uart, VirtualNow::new());
 //! let mut pio = Bus::pio();
-//! pio.insert(0x3f8, 8, uart).unwrap();
+//! pio.insert(0x3f8, 8, Rc::new(RefCell::new(window))).unwrap();
 //! pio.write(0x3f8, b"A");
 //! let mut lsr = [0u8];
 //! pio.read(0x3fd, &mut lsr);

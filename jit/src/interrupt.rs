@@ -86,6 +86,11 @@ pub fn deliver_exception(cx: &mut Interp, ex: Exception) -> Delivery {
     if ex.vector == vector::PF {
         cx.cpu.cr2 = ex.address;
     }
+    log::debug!(
+        "exception {ex:?} at icount {} rip {:#x}",
+        cx.cpu.icount,
+        cx.cpu.rip
+    );
     loop {
         let rip = cx.cpu.rip;
         match deliver(cx, Event::exception(&cur), rip) {
@@ -119,7 +124,10 @@ pub fn deliver_external(cx: &mut Interp, vector: u8) -> Result<(), Exception> {
         error_code: None,
     };
     let rip = cx.cpu.rip;
-    log::debug!("interrupt vector {vector:#04x} at icount {} rip {rip:#x}", cx.cpu.icount);
+    log::debug!(
+        "interrupt vector {vector:#04x} at icount {} rip {rip:#x}",
+        cx.cpu.icount
+    );
     let first = match deliver(cx, ev, rip) {
         Ok(()) => return Ok(()),
         Err(ex) => ex,

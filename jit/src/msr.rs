@@ -34,7 +34,9 @@ pub mod index {
 /// Physical-address bits (CPUID 0x80000008: 40).
 const PHYS_MASK: u64 = (1 << 40) - 1;
 
-/// The current TSC (virtual time, see `misc.rs` RDTSC).
+/// The current TSC: virtual time (`tsc_bias` follows the clock's bias plus
+/// any offset the guest wrote to the TSC MSR), the same for RDTSC, RDTSCP
+/// and RDMSR.
 pub fn tsc(cx: &Interp) -> u64 {
     cx.cpu
         .tsc_bias

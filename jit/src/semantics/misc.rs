@@ -32,10 +32,7 @@ fn rdtsc(cx: &mut Interp, _: &Insn) -> SemResult {
     if cx.cpu.cr4 & CR4_TSD != 0 && cx.cpu.cpl > 0 {
         return Err(Stop::Fault(Exception::gp(0)));
     }
-    let tsc = cx
-        .cpu
-        .tsc_bias
-        .wrapping_add(cx.cpu.icount.wrapping_shl(cx.cpu.tsc_shift as u32));
+    let tsc = crate::msr::tsc(cx);
     cx.cpu.set_reg(Gpr::Rax, tsc & 0xffff_ffff);
     cx.cpu.set_reg(Gpr::Rdx, tsc >> 32);
     Ok(())
