@@ -11,7 +11,7 @@
 #[path = "kernels/harness.rs"]
 mod harness;
 
-use harness::{build_c, interrupt_lines, parity, run_cjemu, run_piped, RunResult, QEMU};
+use harness::{build_c, interrupt_lines, parity, run_cjemu_tagged, run_piped, RunResult, QEMU};
 use std::path::Path;
 
 const PIT_HZ: u128 = 1_193_182;
@@ -100,7 +100,8 @@ fn strs(v: &[String]) -> Vec<&str> {
 /// HLT wait wakes on IRQ0 and ends after k periods.
 fn check_pit(n: u64, div: u64, k: u64, hdiv: u64, shift: u32) {
     let kernel = build_c("pit_ticks");
-    let r = run_cjemu(&kernel, &strs(&pit_args(n, div, k, hdiv, shift)));
+    let tag = format!("pit-{n}-{div}-{shift}");
+    let r = run_cjemu_tagged(&kernel, &strs(&pit_args(n, div, k, hdiv, shift)), &tag);
     assert_eq!(
         r.status,
         (0x31 << 1) | 1,
@@ -160,7 +161,7 @@ fn trace(kernel: &Path, extra: &[&str], tag: &str) -> (RunResult, Vec<String>) {
     let mut a: Vec<&str> = extra.to_vec();
     let log_s = log.to_str().unwrap();
     a.extend(["-d", "int", "-D", log_s]);
-    let r = run_cjemu(kernel, &a);
+    let r = run_cjemu_tagged(kernel, &a, tag);
     let text = std::fs::read_to_string(&log)
         .unwrap_or_else(|e| panic!("-D {log_s}: {e}; stderr: {}", r.stderr));
     (r, interrupt_lines(&text))
@@ -302,7 +303,7 @@ fn rtc_time_and_periodic_rate() {
         ("h12", "bcd 12h"),
         ("binary h12", "binary 12h"),
     ] {
-        let r = run_cjemu(
+        let r = run_cjemu_tagged(
             &kernel,
             &[
                 "--icount",
@@ -312,6 +313,7 @@ fn rtc_time_and_periodic_rate() {
                 "-append",
                 append,
             ],
+            "rtc",
         );
         assert_eq!(
             r.text(),
@@ -322,7 +324,7 @@ fn rtc_time_and_periodic_rate() {
         assert_eq!(r.status, (0x33 << 1) | 1);
     }
     // Without --icount the clock is the same deterministic one.
-    let r = run_cjemu(&kernel, &["-rtc", RTC_BASE]);
+    let r = run_cjemu_tagged(&kernel, &["-rtc", RTC_BASE], "rtc");
     assert_eq!(
         r.text(),
         rtc_expected("bcd 24h"),

@@ -420,3 +420,11 @@ pub fn interrupt_lines(log: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// [`run_cjemu`] with its own output file, `cjemu-<tag>.out`, for tests
+/// that run the same kernel on parallel threads.
+pub fn run_cjemu_tagged(kernel: &Path, extra: &[&str], tag: &str) -> RunResult {
+    let a = args(kernel, extra);
+    let out = kernel.parent().unwrap().join(format!("cjemu-{tag}.out"));
+    run(env!("CARGO_BIN_EXE_cjemu"), &a, &out)
+}
