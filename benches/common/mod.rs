@@ -100,3 +100,291 @@ pub fn run_once(e: &mut Engine) -> u64 {
     }
     e.cpu().icount - start
 }
+
+// ---------------------------------------------------------------------------
+// Benchmark guests (`benches/guests/`): gcc -O2 multiboot kernels on the
+// tests/kernels rt64 runtime, shared by `benches/guests.rs` (big sizes,
+// timed) and `tests/bench_guests.rs` (small sizes, parity). Each guest is
+// also built as a host program, whose output is the checksum oracle.
+// ---------------------------------------------------------------------------
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One benchmark guest: `benches/guests/<name>.c` and its sizes (units of
+/// work, passed as `-append size=N`).
+pub struct GuestSpec {
+    pub name: &'static str,
+    /// The test's size: a few million instructions.
+    pub small: u64,
+    /// The benchmark's size: roughly 300 M instructions.
+    pub big: u64,
+}
+
+pub const BENCH_GUESTS: [GuestSpec; 5] = [
+    GuestSpec {
+        name: "intloop",
+        small: 100,
+        big: 13_000,
+    },
+    GuestSpec {
+        name: "sortsieve",
+        small: 1,
+        big: 190,
+    },
+    GuestSpec {
+        name: "bytecode",
+        small: 100,
+        big: 16_000,
+    },
+    GuestSpec {
+        name: "crc32",
+        small: 3,
+        big: 580,
+    },
+    GuestSpec {
+        name: "ssemem",
+        small: 40,
+        big: 6_000,
+    },
+];
+
+/// The exit status of every guest: `exit_code(0x10)` through
+/// isa-debug-exit, which both emulators turn into `(0x10 << 1) | 1`.
+pub const GUEST_STATUS: i32 = 0x21;
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn guest_dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("bench-guests")
+        .join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn tool(cmd: &mut Command, what: &str) {
+    let o = cmd.output().unwrap_or_else(|e| {
+        panic!(
+            "{what}: cannot run {:?} ({e}); install gcc and binutils",
+            cmd.get_program()
+        )
+    });
+    assert!(
+        o.status.success(),
+        "{what} failed: {cmd:?}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Flags of the kernel objects: those of the rt64 test kernels
+/// (tests/kernels/harness.rs), with `tests/kernels` and `benches/guests`
+/// on the include path.
+fn kernel_cc(general_regs_only: bool) -> Command {
+    let mut c = Command::new("gcc");
+    c.args([
+        "-m64",
+        "-O2",
+        "-ffreestanding",
+        "-fno-pic",
+        "-fno-pie",
+        "-mno-red-zone",
+        "-mcmodel=small",
+        "-fno-stack-protector",
+        "-fno-asynchronous-unwind-tables",
+        "-fno-builtin",
+        "-Wall",
+        "-Werror",
+    ]);
+    if general_regs_only {
+        // The runtime and the wrapper: no SSE (as for the test kernels).
+        c.arg("-mgeneral-regs-only");
+    }
+    c.arg("-I").arg(repo("tests/kernels"));
+    c.arg("-I").arg(repo("benches/guests"));
+    c
+}
+
+/// Build (or reuse, within one process) something once: tests run on
+/// parallel threads and must not write the same files at once.
+fn built_once(key: String, build: impl FnOnce() -> PathBuf) -> PathBuf {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
+    let mut map = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let map = map.get_or_insert_with(HashMap::new);
+    map.entry(key).or_insert_with(build).clone()
+}
+
+/// The multiboot kernel of guest `name` (ELF32 of an x86-64 link, as
+/// multiboot loaders want): rt64.S, rt64.c and kmain.c without SSE, the
+/// core `<name>.c` with SSE2 (x86-64's baseline, enabled by the runtime).
+pub fn guest_kernel(name: &str) -> PathBuf {
+    built_once(format!("kernel:{name}"), || {
+        let d = guest_dir(name);
+        let sources = [
+            ("tests/kernels/rt64.S", true),
+            ("tests/kernels/rt64.c", true),
+            ("benches/guests/kmain.c", true),
+            (&format!("benches/guests/{name}.c") as &str, false),
+        ];
+        let mut objs = Vec::new();
+        for (s, plain) in sources {
+            let o = d.join(format!(
+                "{}.o",
+                Path::new(s).file_name().unwrap().to_string_lossy()
+            ));
+            tool(
+                kernel_cc(plain).arg("-c").arg(repo(s)).arg("-o").arg(&o),
+                "compiling a benchmark guest",
+            );
+            objs.push(o);
+        }
+        let elf64 = d.join(format!("{name}.elf64"));
+        tool(
+            Command::new("ld")
+                .args(["-m", "elf_x86_64", "-nostdlib", "--no-warn-rwx-segments"])
+                .args(["-z", "noexecstack", "-z", "max-page-size=0x1000", "-T"])
+                .arg(repo("tests/kernels/kernel.ld"))
+                .arg("-o")
+                .arg(&elf64)
+                .args(&objs),
+            "linking a benchmark guest",
+        );
+        let elf = d.join(format!("{name}.elf"));
+        tool(
+            Command::new("objcopy")
+                .args(["-O", "elf32-i386"])
+                .arg(&elf64)
+                .arg(&elf),
+            "converting a benchmark guest to ELF32",
+        );
+        elf
+    })
+}
+
+/// The same core built as a host program (`host.c`), gcc -O2.
+pub fn guest_host_program(name: &str) -> PathBuf {
+    built_once(format!("host:{name}"), || {
+        let exe = guest_dir(name).join(format!("host-{name}"));
+        tool(
+            Command::new("gcc")
+                .args(["-O2", "-Wall", "-Werror", "-o"])
+                .arg(&exe)
+                .arg(repo("benches/guests/host.c"))
+                .arg(repo(&format!("benches/guests/{name}.c"))),
+            "building a benchmark guest for the host",
+        );
+        exe
+    })
+}
+
+/// The line the host program prints for `size`: what the guest must print.
+pub fn host_line(name: &str, size: u64) -> String {
+    let exe = guest_host_program(name);
+    let o = Command::new(&exe)
+        .arg(size.to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
+    assert!(o.status.success(), "{} {size} failed", exe.display());
+    String::from_utf8(o.stdout).expect("host output is text")
+}
+
+/// The emulator arguments of a guest run (cjemu and QEMU take the same),
+/// then `extra`; the caller adds `-serial`.
+pub fn guest_args(kernel: &Path, size: u64, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "-kernel",
+        &kernel.to_string_lossy(),
+        "-append",
+        &format!("size={size}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend(
+        [
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=4",
+            "-display",
+            "none",
+            "-no-reboot",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string()),
+    );
+    a
+}
+
+/// Value of `key: value` in cjemu's `--stats` output.
+pub fn stat<'a>(stderr: &'a str, key: &str) -> Option<&'a str> {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(": "))
+}
+
+/// One timed emulator run.
+pub struct TimedRun {
+    pub status: i32,
+    pub serial: String,
+    pub stderr: String,
+    /// Wall time of the whole process (start-up included).
+    pub wall: Duration,
+}
+
+/// Run `program args -serial file:<out>`, killed after `timeout`; `None`
+/// if the program cannot be started (not installed).
+pub fn run_timed(
+    program: &Path,
+    args: &[String],
+    out: &Path,
+    timeout: Duration,
+) -> Option<TimedRun> {
+    let _ = std::fs::remove_file(out);
+    let start = Instant::now();
+    let mut child = Command::new(program)
+        .args(args)
+        .arg("-serial")
+        .arg(format!("file:{}", out.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    // Drain stderr on a thread so a chatty child cannot block on the pipe.
+    let mut err_pipe = child.stderr.take()?;
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{} {args:?} did not finish within {timeout:?}",
+                program.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let wall = start.elapsed();
+    let stderr = reader.join().unwrap_or_default();
+    Some(TimedRun {
+        status: status.code().unwrap_or_else(|| {
+            panic!("{} killed by a signal; stderr: {stderr}", program.display())
+        }),
+        serial: String::from_utf8_lossy(&std::fs::read(out).unwrap_or_default()).into_owned(),
+        stderr,
+        wall,
+    })
+}
