@@ -218,7 +218,8 @@ fn pit_interrupt_trace_repeats_across_runs_and_engines() {
 
 /// Echo input: a run of '@' (dropped by the kernel: bytes delivered before
 /// it resets the FIFO may be lost), text, '#' (the end).
-fn echo_input(dir: &Path) -> (std::path::PathBuf, String) {
+/// Each test writes its own file (`tag`): tests run on parallel threads.
+fn echo_input(dir: &Path, tag: &str) -> (std::path::PathBuf, String) {
     let mut text = String::new();
     for i in 0..12 {
         text.push_str(&format!(
@@ -226,7 +227,7 @@ fn echo_input(dir: &Path) -> (std::path::PathBuf, String) {
         ));
     }
     let input = format!("{}{text}#", "@".repeat(40));
-    let p = dir.join("echo-input.txt");
+    let p = dir.join(format!("echo-input-{tag}.txt"));
     std::fs::write(&p, input).unwrap();
     let want = format!(
         "{}\nechoed={} irqs>0 lsr_errors=0\n",
@@ -243,7 +244,7 @@ const ECHO_MODES: &[&str] = &["", "fifo14"];
 #[test]
 fn serial_echo_from_serial_input_file() {
     let kernel = build_c("serial_echo");
-    let (input, want) = echo_input(kernel.parent().unwrap());
+    let (input, want) = echo_input(kernel.parent().unwrap(), "file");
     for mode in ECHO_MODES {
         let extra = ["--serial-input", input.to_str().unwrap(), "-append", mode];
         let (r, t) = traces_agree(&kernel, &extra);
@@ -259,7 +260,7 @@ fn serial_echo_from_serial_input_file() {
 #[test]
 fn serial_echo_from_stdin_matches_qemu() {
     let kernel = build_c("serial_echo");
-    let (input, want) = echo_input(kernel.parent().unwrap());
+    let (input, want) = echo_input(kernel.parent().unwrap(), "stdin");
     for mode in ECHO_MODES {
         let a = harness::args(&kernel, &["-append", mode]);
         let q = run_piped(QEMU, &a, &input);
