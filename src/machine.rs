@@ -26,7 +26,6 @@ use crate::status::{Error, Outcome};
 use cjemu_devices::rtc_cmos::RtcConfig;
 use cjemu_devices::uart16550::SerialOutput;
 use cjemu_jit::memory::GuestMemory;
-use cjemu_jit::state::CpuState;
 use cjemu_jit::{Engine, Exit, Gpr};
 use cjemu_replay::clock::{ClockAdjust, ShiftMode, VirtualClock};
 use std::cell::RefCell;
@@ -165,13 +164,8 @@ impl Machine {
     /// clock go on) and every device to its reset state. RAM keeps its
     /// contents, as on a PC; the caller reloads the guest.
     pub fn reset(&mut self) {
-        let icount = self.engine.cpu().icount;
-        let clock = self.pc.borrow().clock.state();
-        *self.engine.cpu_mut() = CpuState::power_on();
         let cpu = self.engine.cpu_mut();
-        cpu.icount = icount;
-        cpu.tsc_shift = clock.shift as u64;
-        cpu.tsc_bias = clock.bias as u64;
+        *cpu = cpu.power_on_keeping_clock();
         self.engine.flush_tlb();
         self.pc.borrow_mut().reset();
     }

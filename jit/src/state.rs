@@ -344,6 +344,18 @@ impl Default for CpuState {
 }
 
 impl CpuState {
+    /// The power-on state, keeping the clock-related engine fields of
+    /// `self`: the instruction count and the TSC's bias and shift (a reset
+    /// or a reload does not stop the machine's clock).
+    pub fn power_on_keeping_clock(&self) -> CpuState {
+        CpuState {
+            icount: self.icount,
+            tsc_bias: self.tsc_bias,
+            tsc_shift: self.tsc_shift,
+            ..CpuState::power_on()
+        }
+    }
+
     /// The state after power-on reset (real mode, CS:IP = F000:FFF0).
     pub fn power_on() -> CpuState {
         let mut data = Segment {

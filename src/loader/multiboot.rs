@@ -21,7 +21,7 @@
 
 use super::elf;
 use cjemu_jit::memory::GuestPhysAddr;
-use cjemu_jit::state::{cr0, seg_attr, CpuState, DescriptorTable, Gpr, Seg, Segment};
+use cjemu_jit::state::{cr0, seg_attr, DescriptorTable, Gpr, Seg, Segment};
 use cjemu_jit::Engine;
 
 /// The multiboot header magic.
@@ -400,17 +400,15 @@ fn flat(selector: u16, code: bool) -> Segment {
 }
 
 /// Write the plan to memory and put the CPU in the multiboot entry state
-/// (the instruction count is kept).
+/// (the instruction count and the TSC are kept).
 pub fn apply(p: &Plan, e: &mut Engine) -> Result<(), String> {
     for (addr, bytes) in &p.writes {
         e.mem_mut()
             .write_phys(GuestPhysAddr(*addr), bytes)
             .map_err(|err| err.to_string())?;
     }
-    let icount = e.cpu().icount;
     let c = e.cpu_mut();
-    *c = CpuState::power_on();
-    c.icount = icount;
+    *c = c.power_on_keeping_clock();
     c.cr0 = cr0::PE | cr0::ET;
     c.seg[Seg::Cs as usize] = flat(0x08, true);
     for s in [Seg::Ds, Seg::Es, Seg::Fs, Seg::Gs, Seg::Ss] {
