@@ -98,6 +98,9 @@ struct RawArgs {
     /// Replay the run recorded in FILE
     #[arg(long, value_name = "FILE")]
     replay: Option<PathBuf>,
+    /// Instructions between checkpoints of a recording (default 1000000000)
+    #[arg(long = "checkpoint-every", value_name = "N")]
+    checkpoint_every: Option<u64>,
     /// Print run statistics and final registers to stderr
     #[arg(long)]
     stats: bool,
@@ -219,6 +222,8 @@ pub struct Config {
     pub accel: Accel,
     pub icount: Option<Icount>,
     pub record_replay: Option<RecordReplay>,
+    /// `--checkpoint-every N`.
+    pub checkpoint_every: Option<u64>,
     pub stats: bool,
     /// `-s` / `-gdb DEV`: the gdb device.
     pub gdb: Option<String>,
@@ -240,6 +245,8 @@ pub enum Command {
     PrintStdout(String),
     /// Print this text to stderr and exit 0 (`-d help`).
     PrintStderr(String),
+    /// `cjemu replay-dump FILE`: print a record/replay log.
+    ReplayDump(PathBuf),
 }
 
 impl Config {
@@ -252,11 +259,6 @@ impl Config {
                 hint: hint.map(Into::into),
             })
         };
-        match &self.record_replay {
-            Some(RecordReplay::Record(_)) => return ni("--record", None),
-            Some(RecordReplay::Replay(_)) => return ni("--replay", None),
-            None => {}
-        }
         if self.gdb.is_some() {
             return ni("-gdb / -s (gdb stub)", None);
         }
@@ -378,6 +380,12 @@ where
     S: AsRef<OsStr>,
 {
     let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    if args.first().is_some_and(|a| a == "replay-dump") {
+        return match &args[1..] {
+            [file] => Ok(Command::ReplayDump(PathBuf::from(file))),
+            _ => Err(usage("usage: cjemu replay-dump FILE")),
+        };
+    }
     let mut argv = vec![OsString::from("cjemu")];
     argv.extend(normalise(args));
     let raw = match RawArgs::try_parse_from(argv) {
@@ -439,6 +447,15 @@ fn validate(raw: RawArgs) -> Result<Config, Error> {
         None => Vec::new(),
     };
     let debug_exit = check_qemu_compat(&raw, &mut warnings)?;
+    if raw.checkpoint_every == Some(0) {
+        return Err(usage("--checkpoint-every must be at least 1"));
+    }
+    if raw.checkpoint_every.is_some() && !matches!(record_replay, Some(RecordReplay::Record(_))) {
+        return Err(usage(
+            "--checkpoint-every applies to a recording (--record FILE); a replay checks the \
+             checkpoints its log holds",
+        ));
+    }
     if raw.kernel.is_none() && (raw.append.is_some() || raw.initrd.is_some()) {
         return Err(usage("-append and -initrd need -kernel FILE"));
     }
@@ -467,6 +484,7 @@ fn validate(raw: RawArgs) -> Result<Config, Error> {
         accel,
         icount,
         record_replay,
+        checkpoint_every: raw.checkpoint_every,
         stats: raw.stats,
         gdb,
         freeze: raw.freeze,
@@ -585,6 +603,26 @@ fn parse_on_off(key: &str, v: &str) -> Result<bool, String> {
         "on" | "yes" | "true" => Ok(true),
         "off" | "no" | "false" => Ok(false),
         _ => Err(format!("{key}= takes on or off, not '{v}'")),
+    }
+}
+
+/// The canonical `--icount` text of a clock mode (what a recording's log
+/// stores; `parse_icount` reads it back). `None`: cjemu's default.
+pub fn icount_spec(ic: Option<&Icount>) -> String {
+    let on = |b: bool| if b { "on" } else { "off" };
+    match ic {
+        None => "shift=0,sleep=off,align=off".into(),
+        Some(ic) => {
+            let shift = match ic.shift {
+                Shift::Fixed(n) => n.to_string(),
+                Shift::Auto => "auto".into(),
+            };
+            format!(
+                "shift={shift},sleep={},align={}",
+                on(ic.sleep),
+                on(ic.align)
+            )
+        }
     }
 }
 
@@ -1177,9 +1215,18 @@ mod tests {
     fn record_and_replay() {
         let c = run(&["--record", "r.log"]);
         assert_eq!(c.record_replay, Some(RecordReplay::Record("r.log".into())));
-        assert_eq!(c.nyi().as_deref(), Some("--record"));
+        assert_eq!(c.nyi(), None);
         let c = run(&["-replay", "r.log"]);
-        assert_eq!(c.nyi().as_deref(), Some("--replay"));
+        assert_eq!(c.record_replay, Some(RecordReplay::Replay("r.log".into())));
+        let c = run(&["--record", "r.log", "--checkpoint-every", "5000"]);
+        assert_eq!(c.checkpoint_every, Some(5000));
+        assert!(usage_text(&["--checkpoint-every", "0", "--record", "a"]).contains("at least 1"));
+        assert!(usage_text(&["--checkpoint-every", "9"]).contains("--record"));
+        assert!(matches!(
+            parse(["replay-dump", "x.rr"]),
+            Ok(Command::ReplayDump(p)) if p == std::path::Path::new("x.rr")
+        ));
+        assert!(usage_text(&["replay-dump"]).contains("replay-dump FILE"));
         assert!(usage_text(&["--record", "a", "--replay", "b"]).contains("only one"));
         assert!(
             usage_text(&["--record", "a", "--icount", "1,rr=replay,rrfile=b"]).contains("only one")

@@ -17,14 +17,17 @@ pub mod machine;
 pub mod pacing;
 pub mod pc;
 mod pc_wiring;
+pub mod record_replay;
 pub mod serial_input;
 pub mod stats;
 pub mod status;
 
 use cjemu_replay::clock::ShiftMode;
+use cjemu_replay::replay_log::Fingerprint;
 use cli::Config;
 use machine::{Machine, MachineConfig};
 use pacing::PacingMode;
+use record_replay::{Journal, Recorder, Replayer};
 use serial_input::SerialInput;
 use status::{Error, Outcome};
 use std::path::{Path, PathBuf};
@@ -169,6 +172,103 @@ fn serial_input(cfg: &Config) -> Result<SerialInput, Error> {
     })
 }
 
+/// The clock mode of a replay: the log's, which an explicit `--icount`
+/// must equal.
+fn replay_icount(cfg: &Config, fp: &Fingerprint) -> Result<Option<cli::Icount>, Error> {
+    let logged =
+        fp.0.get("clock")
+            .ok_or_else(|| Error::Replay("the log's header names no clock mode".into()))?;
+    if let Some(ic) = &cfg.icount {
+        let asked = cli::icount_spec(Some(ic));
+        if &asked != logged {
+            return Err(Error::Replay(format!(
+                "--icount {asked} conflicts with the clock of the recording ({logged}); \
+                 leave --icount out to replay with the recorded one"
+            )));
+        }
+    }
+    let (ic, _) = cli::parse_icount(logged)
+        .map_err(|e| Error::Replay(format!("the log's clock mode '{logged}': {e}")))?;
+    Ok(ic)
+}
+
+/// What a replay must match: the guest's contents, its command line, the
+/// machine's size and devices, the clock mode, the checkpoint layout. The
+/// serial backends, `--accel`, `-d` and `--stats` are not part of it.
+fn fingerprint(
+    cfg: &Config,
+    guest: &Guest,
+    icount: &Option<cli::Icount>,
+    m: &Machine,
+) -> Result<Fingerprint, Error> {
+    let digest = |b: &[u8]| format!("xxh3:{:016x}", xxhash_rust::xxh3::xxh3_64(b));
+    let kernel = match guest {
+        Guest::Demo => "built-in demo".to_string(),
+        Guest::Flat {
+            image, load, entry, ..
+        } => format!("flat {} at {load:#x} entry {entry:#x}", digest(image)),
+        Guest::Multiboot { path, .. } => {
+            format!("multiboot {}", digest(&read_input("-kernel", path)?))
+        }
+    };
+    let mut initrd = Vec::new();
+    for p in &cfg.initrd {
+        initrd.push(match std::fs::read(p) {
+            Ok(b) => digest(&b),
+            Err(_) => p.display().to_string(),
+        });
+    }
+    let parts = m.state_parts();
+    let kv = [
+        ("kernel", kernel),
+        ("initrd", initrd.join(",")),
+        // What the guest sees: the multiboot command line starts with the
+        // kernel's path (as QEMU's does).
+        ("cmdline", guest_cmdline(cfg, guest)),
+        ("memory", cfg.ram_size.to_string()),
+        ("serial-ports", cfg.serial.len().to_string()),
+        (
+            "debug-exit",
+            format!("{:#x}+{}", cfg.debug_exit.0, cfg.debug_exit.1),
+        ),
+        ("clock", cli::icount_spec(icount.as_ref())),
+        (record_replay::PARTS_KEY, record_replay::part_names(&parts)),
+    ];
+    Ok(Fingerprint(
+        kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+    ))
+}
+
+/// The command line the guest is given.
+fn guest_cmdline(cfg: &Config, guest: &Guest) -> String {
+    let append = cfg.append.clone().unwrap_or_default();
+    match guest {
+        Guest::Multiboot { path, .. } => format!("{} {append}", path.display()),
+        _ => append,
+    }
+}
+
+/// Refuse a replay on another machine, naming every difference.
+fn check_fingerprint(logged: &Fingerprint, now: &Fingerprint) -> Result<(), Error> {
+    let d = logged.differences(now);
+    if d.is_empty() {
+        return Ok(());
+    }
+    let what: Vec<String> = d
+        .iter()
+        .map(|(k, a, b)| format!("{k}: recorded '{a}', now '{b}'"))
+        .collect();
+    Err(Error::Replay(format!(
+        "the log was recorded on a different machine: {}",
+        what.join("; ")
+    )))
+}
+
+/// `cjemu replay-dump FILE`.
+pub fn replay_dump(path: &Path) -> Result<String, Error> {
+    record_replay::dump(path)
+}
+
 /// Run the configured guest; the result is the process exit status.
 pub fn run(cfg: &Config) -> Result<u8, Error> {
     logging::init(&cfg.log_items, cfg.log_file.as_deref())?;
@@ -188,19 +288,48 @@ pub fn run(cfg: &Config) -> Result<u8, Error> {
         iobase: cfg.debug_exit.0,
         iosize: cfg.debug_exit.1,
     };
-    let rtc_start = rtc_start_secs(cfg.rtc_base);
+    let replay = match &cfg.record_replay {
+        Some(cli::RecordReplay::Replay(path)) => Some(Replayer::open(path)?),
+        _ => None,
+    };
+    let icount = match &replay {
+        Some((_, fp, _)) => replay_icount(cfg, fp)?,
+        None => cfg.icount.clone(),
+    };
+    let rtc_start = match &replay {
+        Some((_, _, secs)) => *secs,
+        None => rtc_start_secs(cfg.rtc_base),
+    };
     log::info!("RTC starts at {rtc_start} s after the epoch");
-    let (shift, pacing) = clock_mode(cfg.icount.as_ref());
+    let (shift, pacing) = clock_mode(icount.as_ref());
     let mut m = Machine::build(MachineConfig {
         ram_size: cfg.ram_size,
         accel: cfg.accel,
         serial,
-        serial_input: serial_input(cfg)?,
+        // A replay takes its input from the log only.
+        serial_input: match replay {
+            Some(_) => SerialInput::none(),
+            None => serial_input(cfg)?,
+        },
         debug_exit,
         rtc_start_secs: rtc_start,
         shift,
         pacing,
     })?;
+    let fp = fingerprint(cfg, &guest, &icount, &m)?;
+    m.journal = match (replay, &cfg.record_replay) {
+        (Some((r, logged, _)), _) => {
+            check_fingerprint(&logged, &fp)?;
+            Journal::Replay(r)
+        }
+        (None, Some(cli::RecordReplay::Record(path))) => {
+            let every = cfg
+                .checkpoint_every
+                .unwrap_or(record_replay::DEFAULT_CHECKPOINT_EVERY);
+            Journal::Record(Recorder::create(path, &fp, rtc_start, every)?)
+        }
+        _ => Journal::Off,
+    };
     guest.load(&mut m)?;
     let report = loop {
         let report = m.run()?;
@@ -220,6 +349,7 @@ pub fn run(cfg: &Config) -> Result<u8, Error> {
             _ => break report,
         }
     };
+    m.finish_journal()?;
     match report.outcome {
         Outcome::TripleFault { first, rip } => {
             eprintln!("cjemu: {}", status::triple_fault_message(&first, rip));

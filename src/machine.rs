@@ -21,13 +21,15 @@
 use crate::cli::Accel;
 use crate::pacing::{IdleWait, Pacing, PacingMode};
 use crate::pc::{ram_split, DebugExitConfig, Pc, PcConfig, PcIo};
+use crate::record_replay::{checkpoint_parts, Journal};
 use crate::serial_input::SerialInput;
 use crate::status::{Error, Outcome};
 use cjemu_devices::rtc_cmos::RtcConfig;
 use cjemu_devices::uart16550::SerialOutput;
 use cjemu_jit::memory::GuestMemory;
 use cjemu_jit::{Engine, Exit, Gpr};
-use cjemu_replay::clock::{ClockAdjust, ShiftMode, VirtualClock};
+use cjemu_replay::clock::{AdjustCause, ClockAdjust, ShiftMode, VirtualClock};
+use cjemu_replay::replay_log::Event;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -84,8 +86,13 @@ pub struct Machine {
     pub pc: Rc<RefCell<Pc>>,
     /// Host input for COM1.
     pub serial_input: SerialInput,
+    /// Recording or replaying the run's inputs.
+    pub journal: Journal,
     pacing: Pacing,
     counters: RunCounters,
+    /// The instruction count of the last service round, and how many
+    /// rounds ran at it (events at one count are ordered by round).
+    round_at: (u64, u32),
 }
 
 /// Counters of a run, for `--stats`.
@@ -155,8 +162,10 @@ impl Machine {
             engine,
             pc,
             serial_input: cfg.serial_input,
+            journal: Journal::Off,
             pacing: Pacing::new(cfg.pacing, start),
             counters: RunCounters::default(),
+            round_at: (u64::MAX, 0),
         })
     }
 
@@ -181,33 +190,139 @@ impl Machine {
         reset.then_some(Outcome::GuestReset)
     }
 
-    /// Hand waiting serial input to COM1, run due timers, sample the
-    /// interrupt lines and drive the CPU's INTR input.
-    fn service(&mut self) -> bool {
+    /// The hash of each part of the machine's state (checkpoints).
+    pub fn state_parts(&self) -> Vec<(&'static str, u64)> {
+        vec![("cpu+ram", crate::hash::machine_hash(&self.engine))]
+    }
+
+    /// Service rounds run so far at `icount`.
+    fn rounds_done(&self, icount: u64) -> u32 {
+        if self.round_at.0 == icount {
+            self.round_at.1
+        } else {
+            0
+        }
+    }
+
+    /// One service round: inputs (live, or recorded ones due now), due
+    /// timers, interrupt lines, the CPU's INTR input. Returns INTR.
+    fn service(&mut self) -> Result<bool, Error> {
         let icount = self.engine.cpu().icount;
+        let round = self.rounds_done(icount);
+        self.round_at = (icount, round + 1);
+        if matches!(self.journal, Journal::Replay(_)) {
+            self.replay_round(icount, round)?;
+        } else {
+            self.live_round(icount, round)?;
+        }
+        let intr = self.pc.borrow_mut().service(icount);
+        self.engine.set_intr(intr);
+        Ok(intr)
+    }
+
+    /// Live inputs to COM1 (recorded when recording), and a checkpoint if
+    /// one is due.
+    fn live_round(&mut self, icount: u64, round: u32) -> Result<(), Error> {
         self.serial_input.poll();
         let fed = self
             .pc
             .borrow_mut()
             .feed_serial(0, &mut self.serial_input, icount);
-        self.counters.serial_in += fed as u64;
-        let intr = self.pc.borrow_mut().service(icount);
-        self.engine.set_intr(intr);
-        intr
+        self.counters.serial_in += fed.len() as u64;
+        if let Journal::Record(r) = &mut self.journal {
+            if !fed.is_empty() {
+                r.serial(icount, round, 0, &fed)?;
+            }
+            if r.checkpoint_due(icount) {
+                let parts = checkpoint_parts(&self.state_parts());
+                if let Journal::Record(r) = &mut self.journal {
+                    r.checkpoint(icount, round, parts)?;
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// Instructions until the next timer deadline, at most [`SLICE`].
+    /// Inject the recorded events of this round, check its checkpoints.
+    fn replay_round(&mut self, icount: u64, round: u32) -> Result<(), Error> {
+        loop {
+            let Journal::Replay(r) = &mut self.journal else {
+                return Ok(());
+            };
+            let Some(ev) = r.take(icount, round)? else {
+                if r.exhausted() {
+                    return Err(r.ended_early(icount));
+                }
+                return Ok(());
+            };
+            match ev {
+                Event::SerialIn { port, bytes } => {
+                    let fed = self
+                        .pc
+                        .borrow_mut()
+                        .feed_bytes(port as usize, &bytes, icount);
+                    if let Err(room) = fed {
+                        return Err(Error::Replay(format!(
+                            "replay diverged at icount {icount}: COM{} can take {room} of the \
+                             {} recorded byte(s)",
+                            port + 1,
+                            bytes.len()
+                        )));
+                    }
+                    self.counters.serial_in += bytes.len() as u64;
+                }
+                Event::Clock(adj) => {
+                    let old_bias = {
+                        let mut pc = self.pc.borrow_mut();
+                        let old = pc.clock.state().bias;
+                        pc.clock.apply(&adj).map_err(|e| {
+                            Error::Replay(format!("a recorded clock move at icount {icount}: {e}"))
+                        })?;
+                        old
+                    };
+                    self.clock_moved(adj, old_bias)?;
+                }
+                Event::Checkpoint(parts) => {
+                    let now = checkpoint_parts(&self.state_parts());
+                    if let Journal::Replay(r) = &self.journal {
+                        r.check(icount, &parts, &now)?;
+                    }
+                }
+                Event::Stop(reason) => {
+                    log::info!("the recording was stopped here ({reason:?})");
+                }
+                Event::RtcStart(_) | Event::End(_) => {}
+            }
+        }
+    }
+
+    /// Instructions until the next timer deadline, checkpoint or recorded
+    /// event, at most [`SLICE`].
     fn budget(&self) -> u64 {
         let pc = self.pc.borrow();
         let icount = self.engine.cpu().icount;
-        pc.timers
+        let mut b = pc
+            .timers
             .budget(&pc.clock, icount)
-            .map_or(SLICE, |b| b.min(SLICE))
+            .map_or(SLICE, |b| b.min(SLICE));
+        match &self.journal {
+            Journal::Off => {}
+            Journal::Record(r) => b = b.min(r.next_checkpoint().saturating_sub(icount)),
+            Journal::Replay(r) => {
+                if let Some(n) = r.next_icount() {
+                    b = b.min(n.saturating_sub(icount));
+                }
+            }
+        }
+        b
     }
 
     /// The clock moved: RDTSC follows (TSC = virtual ns plus whatever
-    /// offset the guest wrote to the TSC MSR).
-    fn clock_moved(&mut self, adj: ClockAdjust, old_bias: i64) {
+    /// offset the guest wrote to the TSC MSR). A move that depends on the
+    /// host (idle time waited with `sleep=on`, a `shift=auto` change) is an
+    /// input of the run: recorded, in the round after the last one at its
+    /// count.
+    fn clock_moved(&mut self, adj: ClockAdjust, old_bias: i64) -> Result<(), Error> {
         self.counters.clock_adjusts += 1;
         log::debug!("clock: {adj:?}");
         let cpu = self.engine.cpu_mut();
@@ -215,6 +330,14 @@ impl Machine {
             .tsc_bias
             .wrapping_add(adj.bias.wrapping_sub(old_bias) as u64);
         cpu.tsc_shift = adj.shift as u64;
+        let host_dependent = adj.cause == AdjustCause::Shift || self.pacing.mode().sleep;
+        let round = self.rounds_done(adj.at_icount);
+        if let Journal::Record(r) = &mut self.journal {
+            if host_dependent {
+                r.clock(round, adj)?;
+            }
+        }
+        Ok(())
     }
 
     /// INTA: take the PIC's vector and deliver it. `Some` ends the run.
@@ -230,40 +353,80 @@ impl Machine {
 
     /// The CPU halted with IF set: wait (in virtual time, or real time with
     /// `sleep=on`) until an interrupt wakes it. `Some` ends the run.
-    fn idle(&mut self) -> Option<Outcome> {
+    fn idle(&mut self) -> Result<Option<Outcome>, Error> {
         loop {
-            if self.service() {
-                return self.take_interrupt();
+            if self.service()? {
+                return Ok(self.take_interrupt());
             }
             let icount = self.engine.cpu().icount;
+            if let Journal::Replay(r) = &self.journal {
+                if r.pending_at(icount) {
+                    continue; // the next round brings what woke the recording
+                }
+                if self.pacing.mode().sleep && r.next_icount().is_some_and(|n| n > icount) {
+                    return Err(Error::Replay(format!(
+                        "replay diverged: the CPU waits at icount {icount} and the recording \
+                         has nothing there to wake it"
+                    )));
+                }
+            }
             let wait = {
                 let mut pc = self.pc.borrow_mut();
                 let deadline = pc.next_deadline();
                 let old_bias = pc.clock.state().bias;
-                let w = self
-                    .pacing
-                    .idle(&mut pc.clock, icount, deadline, &mut self.serial_input);
+                let w = if self.pacing.mode().sleep && matches!(self.journal, Journal::Replay(_)) {
+                    // Waits of the recording come from the log.
+                    IdleWait::Never
+                } else {
+                    self.pacing
+                        .idle(&mut pc.clock, icount, deadline, &mut self.serial_input)
+                };
                 (w, old_bias)
             };
             match wait {
-                (IdleWait::Moved(adj), old_bias) => self.clock_moved(adj, old_bias),
+                (IdleWait::Moved(adj), old_bias) => self.clock_moved(adj, old_bias)?,
                 (IdleWait::Input, _) => {}
-                (IdleWait::Never, _) => return Some(Outcome::HaltedWithInterruptsOn),
+                (IdleWait::Never, _) => return Ok(Some(Outcome::HaltedWithInterruptsOn)),
             }
         }
     }
 
-    /// After a slice: flush output and let the pacing adjust the clock.
-    fn end_of_slice(&mut self) {
+    /// After a slice: flush output and let the pacing adjust the clock
+    /// (when replaying, the recorded moves do).
+    fn end_of_slice(&mut self) -> Result<(), Error> {
         self.pc.borrow().flush();
         let icount = self.engine.cpu().icount;
+        if let Journal::Replay(r) = &self.journal {
+            if r.pending_at(icount) && self.rounds_done(icount) > 0 {
+                // Nothing retired since this count's rounds, yet the
+                // recording had more of them here: it went another way.
+                return Err(Error::Replay(format!(
+                    "replay diverged at icount {icount}: the recording had more events here"
+                )));
+            }
+            return Ok(());
+        }
         let (adj, old_bias) = {
             let mut pc = self.pc.borrow_mut();
             let old_bias = pc.clock.state().bias;
             (self.pacing.after_slice(&mut pc.clock, icount), old_bias)
         };
         if let Some(adj) = adj {
-            self.clock_moved(adj, old_bias);
+            self.clock_moved(adj, old_bias)?;
+        }
+        Ok(())
+    }
+
+    /// The run ended for good (after any resets): the recording's end
+    /// record, or the replay's check that the recording ended here too.
+    pub fn finish_journal(&mut self) -> Result<(), Error> {
+        let icount = self.engine.cpu().icount;
+        let round = self.rounds_done(icount);
+        let parts = checkpoint_parts(&self.state_parts());
+        match &mut self.journal {
+            Journal::Off => Ok(()),
+            Journal::Record(r) => r.end(icount, round, parts),
+            Journal::Replay(r) => r.finish(icount, &parts),
         }
     }
 
@@ -272,7 +435,7 @@ impl Machine {
     pub fn run(&mut self) -> Result<RunReport, Error> {
         let start = Instant::now();
         let outcome = loop {
-            self.service();
+            self.service()?;
             let exit = self.engine.run(self.budget());
             log_cpu(&self.engine, &exit);
             match exit {
@@ -281,7 +444,7 @@ impl Machine {
                         break o;
                     }
                 }
-                Exit::BudgetExhausted => self.end_of_slice(),
+                Exit::BudgetExhausted => self.end_of_slice()?,
                 Exit::InterruptWindow => {
                     if let Some(o) = self.take_interrupt() {
                         break o;
@@ -292,7 +455,7 @@ impl Machine {
                     break Outcome::PoweredOff;
                 }
                 Exit::Halted => {
-                    if let Some(o) = self.idle() {
+                    if let Some(o) = self.idle()? {
                         break o;
                     }
                 }

@@ -18,6 +18,13 @@ fn main() -> ExitCode {
             print!("{text}");
             status::STATUS_OK
         }
+        Ok(Command::ReplayDump(path)) => match cjemu::replay_dump(&path) {
+            Ok(text) => {
+                print!("{text}");
+                status::STATUS_OK
+            }
+            Err(e) => fail(e),
+        },
         Ok(Command::PrintStderr(text)) => {
             eprint!("{text}");
             status::STATUS_OK

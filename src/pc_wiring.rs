@@ -64,13 +64,13 @@ impl Pc {
 
     /// Hand COM`port` as many waiting bytes of `input` as it can take
     /// without an overrun (the guest's pace decides, as a real terminal
-    /// line with flow control would). Returns the number handed over.
-    pub fn feed_serial(&mut self, port: usize, input: &mut SerialInput, icount: u64) -> usize {
+    /// line with flow control would). Returns the bytes handed over.
+    pub fn feed_serial(&mut self, port: usize, input: &mut SerialInput, icount: u64) -> Vec<u8> {
         let Some(uart) = self.uarts.get(port) else {
-            return 0;
+            return Vec::new();
         };
         if !input.has_pending() {
-            return 0;
+            return Vec::new();
         }
         let now = self.publish_time(icount);
         let mut u = uart.borrow_mut();
@@ -78,7 +78,25 @@ impl Pc {
         for &b in &bytes {
             u.receive(b, now.0);
         }
-        bytes.len()
+        bytes
+    }
+
+    /// Replay: hand COM`port` exactly these bytes. `Err` with the number it
+    /// could take if that is fewer (the replay diverged).
+    pub fn feed_bytes(&mut self, port: usize, bytes: &[u8], icount: u64) -> Result<(), usize> {
+        let Some(uart) = self.uarts.get(port) else {
+            return Err(0);
+        };
+        let now = self.publish_time(icount);
+        let mut u = uart.borrow_mut();
+        let room = u.can_receive();
+        if room < bytes.len() {
+            return Err(room);
+        }
+        for &b in bytes {
+            u.receive(b, now.0);
+        }
+        Ok(())
     }
 
     /// The virtual time of the next timer deadline, if any.

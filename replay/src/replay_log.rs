@@ -7,9 +7,14 @@
 //! ```text
 //! header  MAGIC (8 bytes) | version u16 | fingerprint length u32 |
 //!         fingerprint (UTF-8 "key=value\n" lines) | checksum u32
-//! frame   tag u8 | icount delta varint | payload length varint | payload |
-//!         checksum u32
+//! frame   tag u8 | icount delta varint | round varint |
+//!         payload length varint | payload | checksum u32
 //! ```
+//!
+//! The round orders events that share an instruction count: the machine's
+//! run loop may service its devices several times at one count (an
+//! interrupt delivered, an idle CPU waking), and an event belongs to the
+//! service round in which it took effect.
 //!
 //! The header checksum covers every header byte before it; a frame's covers
 //! its bytes before the checksum and the frame's index, so a frame moved
@@ -20,7 +25,7 @@
 //! ([`LogError::Checksum`]).
 //!
 //! Frames are small: an instruction-count delta and a few bytes of payload.
-//! A run without input costs only its checkpoints (about 14 bytes each).
+//! A run without input costs only its checkpoints (4 bytes per part).
 
 use crate::clock::{AdjustCause, ClockAdjust};
 use std::collections::BTreeMap;
@@ -106,12 +111,13 @@ pub enum Event {
     Clock(ClockAdjust),
     /// The RTC's start time, seconds since the epoch (recorded once).
     RtcStart(i64),
-    /// A hash of architectural state (registers, RAM, devices) here.
-    Checkpoint(u64),
+    /// Hashes of the parts of architectural state (registers, RAM, each
+    /// device; the fingerprint names the parts), low 32 bits each.
+    Checkpoint(Vec<u32>),
     /// The user or the host asked the run to stop.
     Stop(StopReason),
-    /// The recording ended here, with this state hash.
-    End(u64),
+    /// The recording ended here, with these part hashes.
+    End(Vec<u32>),
 }
 
 const TAG_SERIAL: u8 = 1;
@@ -126,6 +132,8 @@ const TAG_END: u8 = 6;
 pub struct Frame {
     /// Instructions retired before the event.
     pub icount: u64,
+    /// The run loop's service round at that count (0 = the first).
+    pub round: u32,
     /// What happened.
     pub event: Event,
 }
@@ -220,8 +228,8 @@ fn encode_event(e: &Event) -> (u8, Vec<u8>) {
             put_svarint(&mut p, *secs);
             TAG_RTC
         }
-        Event::Checkpoint(h) => {
-            p.extend_from_slice(&h.to_le_bytes());
+        Event::Checkpoint(parts) => {
+            put_parts(&mut p, parts);
             TAG_CHECKPOINT
         }
         Event::Stop(r) => {
@@ -231,12 +239,19 @@ fn encode_event(e: &Event) -> (u8, Vec<u8>) {
             });
             TAG_STOP
         }
-        Event::End(h) => {
-            p.extend_from_slice(&h.to_le_bytes());
+        Event::End(parts) => {
+            put_parts(&mut p, parts);
             TAG_END
         }
     };
     (tag, p)
+}
+
+fn put_parts(out: &mut Vec<u8>, parts: &[u32]) {
+    put_varint(out, parts.len() as u64);
+    for h in parts {
+        out.extend_from_slice(&h.to_le_bytes());
+    }
 }
 
 /// A cursor over a payload.
@@ -269,12 +284,20 @@ impl Payload<'_> {
         Ok((u >> 1) as i64 ^ -((u & 1) as i64))
     }
 
-    fn u64(&mut self) -> Result<u64, LogError> {
-        let mut b = [0u8; 8];
+    fn u32(&mut self) -> Result<u32, LogError> {
+        let mut b = [0u8; 4];
         for x in &mut b {
             *x = self.byte()?;
         }
-        Ok(u64::from_le_bytes(b))
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn parts(&mut self) -> Result<Vec<u32>, LogError> {
+        let n = self.varint()?;
+        if n > self.0.len() as u64 / 4 {
+            return Err(malformed("more state parts than bytes"));
+        }
+        (0..n).map(|_| self.u32()).collect()
     }
 
     fn done(&self) -> Result<(), LogError> {
@@ -310,13 +333,13 @@ fn decode_event(tag: u8, payload: &[u8], icount: u64) -> Result<Event, LogError>
             })
         }
         TAG_RTC => Event::RtcStart(p.svarint()?),
-        TAG_CHECKPOINT => Event::Checkpoint(p.u64()?),
+        TAG_CHECKPOINT => Event::Checkpoint(p.parts()?),
         TAG_STOP => Event::Stop(match p.byte()? {
             0 => StopReason::Interrupt,
             1 => StopReason::Terminate,
             r => return Err(LogError::Malformed(format!("stop reason {r}"))),
         }),
-        TAG_END => Event::End(p.u64()?),
+        TAG_END => Event::End(p.parts()?),
         t => return Err(LogError::Malformed(format!("unknown frame tag {t}"))),
     };
     p.done()?;
@@ -363,6 +386,7 @@ impl<W: Write> LogWriter<W> {
         let (tag, payload) = encode_event(&f.event);
         let mut b = vec![tag];
         put_varint(&mut b, f.icount - self.last_icount);
+        put_varint(&mut b, f.round as u64);
         put_varint(&mut b, payload.len() as u64);
         b.extend_from_slice(&payload);
         let sum = frame_checksum(&b, self.frames);
@@ -446,6 +470,7 @@ impl<R: Read> LogReader<R> {
             return Ok(None);
         };
         let delta = self.varint(&mut raw, start)?;
+        let round = self.varint(&mut raw, start)?;
         let len = self.varint(&mut raw, start)?;
         if len > MAX_PAYLOAD {
             return Err(LogError::Checksum {
@@ -469,9 +494,14 @@ impl<R: Read> LogReader<R> {
             .checked_add(delta)
             .ok_or_else(|| malformed("instruction count overflows"))?;
         let event = decode_event(tag, &payload, icount)?;
+        let round = u32::try_from(round).map_err(|_| malformed("round out of range"))?;
         self.frames += 1;
         self.last_icount = icount;
-        Ok(Some(Frame { icount, event }))
+        Ok(Some(Frame {
+            icount,
+            round,
+            event,
+        }))
     }
 
     /// Frames read so far.
@@ -547,39 +577,34 @@ mod tests {
     }
 
     fn frames() -> Vec<Frame> {
+        let f = |icount, round, event| Frame {
+            icount,
+            round,
+            event,
+        };
         vec![
-            Frame {
-                icount: 0,
-                event: Event::RtcStart(-86_400),
-            },
-            Frame {
-                icount: 1_000,
-                event: Event::SerialIn {
+            f(0, 0, Event::RtcStart(-86_400)),
+            f(
+                1_000,
+                0,
+                Event::SerialIn {
                     port: 0,
                     bytes: b"ls\n".to_vec(),
                 },
-            },
-            Frame {
-                icount: 1_000,
-                event: Event::Clock(ClockAdjust {
+            ),
+            f(
+                1_000,
+                1,
+                Event::Clock(ClockAdjust {
                     at_icount: 1_000,
                     cause: AdjustCause::Shift,
                     bias: -12_345,
                     shift: 4,
                 }),
-            },
-            Frame {
-                icount: 5_000_000_000,
-                event: Event::Checkpoint(0xdead_beef_0bad_f00d),
-            },
-            Frame {
-                icount: 5_000_000_001,
-                event: Event::Stop(StopReason::Interrupt),
-            },
-            Frame {
-                icount: 5_000_000_001,
-                event: Event::End(7),
-            },
+            ),
+            f(5_000_000_000, 0, Event::Checkpoint(vec![1, 0xdead_beef, 7])),
+            f(5_000_000_001, 3, Event::Stop(StopReason::Interrupt)),
+            f(5_000_000_001, 3, Event::End(vec![2, 3])),
         ]
     }
 
@@ -616,11 +641,13 @@ mod tests {
         let mut w = LogWriter::new(Vec::new(), &fp()).unwrap();
         w.write(&Frame {
             icount: 1_000_000_000,
-            event: Event::Checkpoint(1),
+            round: 0,
+            event: Event::Checkpoint(vec![1, 2]),
         })
         .unwrap();
-        // tag, 5-byte varint delta, 1-byte length, 8-byte hash, checksum.
-        assert_eq!(w.bytes() - header, 1 + 5 + 1 + 8 + 4);
+        // tag, 5-byte varint delta, round, length, count + two 4-byte
+        // hashes, checksum.
+        assert_eq!(w.bytes() - header, 1 + 5 + 1 + 1 + 9 + 4);
     }
 
     #[test]
@@ -681,12 +708,14 @@ mod tests {
         let mut w = LogWriter::new(Vec::new(), &fp()).unwrap();
         w.write(&Frame {
             icount: 10,
-            event: Event::Checkpoint(0),
+            round: 0,
+            event: Event::Checkpoint(vec![0]),
         })
         .unwrap();
         let e = w.write(&Frame {
             icount: 9,
-            event: Event::Checkpoint(0),
+            round: 0,
+            event: Event::Checkpoint(vec![0]),
         });
         assert!(matches!(e, Err(LogError::OutOfOrder { last: 10, got: 9 })));
     }
