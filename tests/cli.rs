@@ -335,9 +335,7 @@ fn image_that_does_not_fit_in_ram_is_status_2() {
 #[test]
 fn features_not_implemented_yet_say_so_in_one_line_with_status_2() {
     for args in [
-        &["--record", "r.log"][..],
-        &["--replay", "r.log"],
-        &["-s"],
+        &["-s"][..],
         &["-S"],
         &["-gdb", "tcp::1234"],
         &["-serial", "null", "-serial", "stdio"],
