@@ -27,16 +27,32 @@
 //! assert!(!pit.out(0, low));
 //! let high = pit.next_out_change(0, low).unwrap();
 //! assert!(pit.out(0, high)); // rising edge: IRQ0
-//! assert_eq!(high, ns_of_tick(1 + 1193)); // t0 is within edge 1
+//! // t0 is within edge interval 1: the count loads at edge 2, reads 1 at
+//! // edge 2 + 1192 (OUT low) and reloads at edge 2 + 1193 (OUT high).
+//! assert_eq!(low, ns_of_tick(2 + 1192));
+//! assert_eq!(high, ns_of_tick(2 + 1193));
 //! ```
 //!
 //! Model conventions, where the datasheet leaves room:
-//! - A count written at time t is loaded at once: the counter reads N until
-//!   the next input edge, N-1 after it, and so on (the chip's one-edge load
-//!   cycle is folded in, as most emulators do).
+//! - A count written during edge interval j (`tick_at(t) == j`) is loaded
+//!   at input edge j+1, as on the chip (one-edge load cycle): the counter
+//!   reads N at edge j+1, N-1 at j+2, and so on, so in mode 2 the K-th
+//!   rising edge of OUT comes K·N+1 edges after edge j. The same goes for
+//!   a gate trigger in modes 1 and 5 and a gate rising edge (reload) in
+//!   modes 2 and 3. A second count written before the load edge replaces
+//!   the first.
+//! - Before its load edge the counter reads N (the datasheet says the
+//!   value is undefined), OUT keeps the level it had (a mode 1 trigger
+//!   during the pulse keeps it low, one after it high until the load edge)
+//!   and the status reads null count if the count was written since the
+//!   last load. A gate low before the load edge (modes 0, 4) holds the count
+//!   from the load edge on.
+//! - Mode 0: any count write sets OUT low at once (the datasheet says so for
+//!   the first byte of a two-byte count; a one-byte count is its own first
+//!   byte).
 //! - Modes 2 and 3: a count written while counting takes effect at the end
-//!   of the current period (mode 2) or half-period (mode 3); a gate rising
-//!   edge reloads at once.
+//!   of the current period (mode 2) or half-period (mode 3), an edge the
+//!   counter reaches anyway, so no extra load edge.
 //! - Mode 3 with an odd count N: OUT is high for (N+1)/2 edges and low for
 //!   (N-1)/2; reads give N, N-1, N-3, …, 2 in the high half and N, N-3, …, 2
 //!   in the low half (the datasheet's decrement-by-one-then-two and
@@ -146,6 +162,12 @@ pub struct PitChannelState {
     pub paused_at: Option<u64>,
     /// A count waiting for the end of the current (half-)period.
     pub pending: Option<PendingLoad>,
+    /// OUT from a write or trigger until its load edge (`load_tick`): the
+    /// pin keeps the level it had.
+    pub out_before_load: bool,
+    /// The count loading at `load_tick` was written since the last load, so
+    /// the status reads null count until that edge.
+    pub null_before_load: bool,
 }
 
 impl PitChannelState {
@@ -166,6 +188,8 @@ impl PitChannelState {
             load_tick: 0,
             paused_at: None,
             pending: None,
+            out_before_load: false,
+            null_before_load: false,
         }
     }
 }
@@ -348,7 +372,8 @@ impl StateHash for PitState {
     /// Per counter, in order 0, 1, 2: mode, access, bcd, gate, cr
     /// (presence, value), write_lsb, read_msb, count_latch, status_latch,
     /// null_count, running, n, load_tick, paused_at, pending (count,
-    /// at_tick, load_tick). Absent options hash as a 0 flag byte alone.
+    /// at_tick, load_tick), out_before_load, null_before_load. Absent
+    /// options hash as a 0 flag byte alone.
     fn hash_state(&self, h: &mut StateHasher) {
         h.write_tag("pit8254");
         for c in &self.channels {
@@ -371,6 +396,8 @@ impl StateHash for PitState {
                 h.write_u64(p.at_tick);
                 h.write_u64(p.load_tick);
             });
+            h.write_u8(c.out_before_load as u8);
+            h.write_u8(c.null_before_load as u8);
         }
     }
 }
@@ -518,7 +545,14 @@ impl PitChannelState {
     fn elapsed(&self, tick: u64) -> u64 {
         let (_, load) = self.params(tick);
         let t = self.paused_at.map_or(tick, |p| p.min(tick));
-        t.wrapping_sub(load)
+        // Before the load edge the counter holds its initial state.
+        t.saturating_sub(load)
+    }
+
+    /// A count was written (or triggered) and its load edge has not come:
+    /// the counter reads `n` and OUT keeps its level until then.
+    fn before_load(&self, tick: u64) -> bool {
+        self.running && tick < self.params(tick).1
     }
 
     fn gate_forces_high(&self) -> bool {
@@ -533,6 +567,9 @@ impl PitChannelState {
         }
         if self.gate_forces_high() {
             return true;
+        }
+        if self.before_load(tick) {
+            return self.out_before_load;
         }
         let (n, _) = self.params(tick);
         mode_out(self.mode, n, self.elapsed(tick))
@@ -553,7 +590,15 @@ impl PitChannelState {
         if !self.running || self.paused_at.is_some() {
             return None;
         }
-        let (n, _) = self.params(tick);
+        let (n, load) = self.params(tick);
+        if tick < load {
+            // Not loaded yet: OUT keeps its level up to the load edge and
+            // takes the mode's level there.
+            if mode_out(self.mode, n, 0) != self.out_before_load {
+                return Some(load);
+            }
+            return mode_next(self.mode, n, 0, load);
+        }
         let next = mode_next(self.mode, n, self.elapsed(tick), tick);
         let Some(p) = self.pending.filter(|p| tick < p.at_tick) else {
             return next;
@@ -571,7 +616,12 @@ impl PitChannelState {
 
     fn status(&self, tick: u64) -> u8 {
         let out = if self.out_at(tick) { ST_OUT } else { 0 };
-        let null = if self.null_count { ST_NULL_COUNT } else { 0 };
+        let loading = self.null_before_load && self.before_load(tick);
+        let null = if self.null_count || loading {
+            ST_NULL_COUNT
+        } else {
+            0
+        };
         out | null | self.access << CW_RW_SHIFT | self.mode << CW_MODE_SHIFT | self.bcd as u8
     }
 
@@ -648,8 +698,15 @@ impl PitChannelState {
         self.cr = Some(raw);
         self.null_count = true;
         let count = decode_count(raw, self.bcd);
+        let counting = self.running && self.paused_at.is_none() && !self.before_load(tick);
         match self.mode {
-            2 | 3 if self.running && self.paused_at.is_none() => self.defer(count, tick),
+            // Mode 0: a write sets OUT low at once (the datasheet says so
+            // for the first byte; a one-byte count is its own first byte).
+            0 => {
+                self.running = false;
+                self.start(count, tick);
+            }
+            2 | 3 if counting => self.defer(count, tick),
             // Modes 1 and 5 wait for a gate rising edge.
             1 | 5 => {}
             _ => self.start(count, tick),
@@ -679,15 +736,20 @@ impl PitChannelState {
         });
     }
 
-    /// Load `count` into the counter and count from `tick`.
+    /// A count written (or a trigger) during edge interval `tick`: the
+    /// counter loads it at the next input edge and counts from there.
+    /// A count written before an earlier one's load edge replaces it.
     fn start(&mut self, count: u32, tick: u64) {
+        let load = tick + 1;
+        self.out_before_load = self.out_at(tick);
+        self.null_before_load = self.null_count;
         self.n = count;
-        self.load_tick = tick;
+        self.load_tick = load;
         self.running = true;
         self.pending = None;
         self.null_count = false;
         let gated = matches!(self.mode, 0 | 2 | 3 | 4);
-        self.paused_at = (gated && !self.gate).then_some(tick);
+        self.paused_at = (gated && !self.gate).then_some(load);
     }
 
     fn set_gate(&mut self, level: bool, tick: u64) {
@@ -703,19 +765,20 @@ impl PitChannelState {
                     self.load_tick = self.load_tick.wrapping_add(tick.saturating_sub(p));
                 }
             }
-            (0 | 4, false) if self.running => self.paused_at = Some(tick),
+            // (A pause before the load edge starts at it: the count loads
+            // whatever the gate.)
+            (0 | 4, false) if self.running => self.paused_at = Some(tick.max(self.load_tick)),
             // Modes 2 and 3: low holds counting with OUT high; rising reloads.
             (2 | 3, false) if self.running => {
                 self.pending = None;
                 self.paused_at = Some(tick);
             }
             // Rising edge: modes 2 and 3 reload, 1 and 5 trigger.
-            (1 | 2 | 3 | 5, true) => {
-                self.paused_at = None;
-                if let Some(raw) = self.cr {
-                    self.start(decode_count(raw, self.bcd), tick);
-                }
-            }
+            // (`start` clears the pause after reading OUT as it was.)
+            (1 | 2 | 3 | 5, true) => match self.cr {
+                Some(raw) => self.start(decode_count(raw, self.bcd), tick),
+                None => self.paused_at = None,
+            },
             _ => {}
         }
     }
@@ -755,6 +818,12 @@ mod tests {
             .collect()
     }
 
+    /// Status byte of counter `ch` by a read-back command at edge `t`.
+    fn status(p: &mut Pit8254, ch: u8, t: u64) -> u8 {
+        p.write_reg(CTRL, 0xc0 | RB_NO_COUNT | RB_COUNTER0 << ch, at(t));
+        p.read_reg(ch as u64, at(t))
+    }
+
     fn read_word(p: &mut Pit8254, ch: u64, t: u64) -> u16 {
         let lo = p.read_reg(ch, at(t)) as u16;
         lo | (p.read_reg(ch, at(t)) as u16) << 8
@@ -792,30 +861,48 @@ mod tests {
         assert!(!p.out(0, at(100)), "control word: OUT low");
         p.write_reg(0, 10, at(100));
         p.write_reg(0, 0, at(100));
-        assert_eq!(wave(&p, 0, 100, 112), "LLLLLLLLLLHH");
-        assert_eq!(p.next_out_change(0, at(100)), Some(at(110)));
-        assert_eq!(p.next_out_change(0, at(110)), None, "stays high");
+        // Loaded at edge 101, 0 at edge 111: high N+1 edges after the write.
+        assert_eq!(wave(&p, 0, 100, 113), "LLLLLLLLLLLHH");
+        assert_eq!(p.next_out_change(0, at(100)), Some(at(111)));
+        assert_eq!(p.next_out_change(0, at(111)), None, "stays high");
         assert!(p.out(0, at(1_000_000)));
-        assert_eq!(read_word(&mut p, 0, 105), 5);
-        assert_eq!(read_word(&mut p, 0, 111), 0xffff, "keeps counting");
+        assert_eq!(read_word(&mut p, 0, 105), 6);
+        assert_eq!(read_word(&mut p, 0, 111), 0);
+        assert_eq!(read_word(&mut p, 0, 112), 0xffff, "keeps counting");
         // Rewriting: the first byte drops OUT and stops the count.
         p.write_reg(0, 3, at(200));
         assert!(!p.out(0, at(300)));
         p.write_reg(0, 0, at(300));
-        assert_eq!(wave(&p, 0, 300, 304), "LLLH");
+        assert_eq!(wave(&p, 0, 300, 305), "LLLLH");
+        // A one-byte count drops OUT at the write too, even after terminal
+        // count; it loads at the next edge.
+        p.write_reg(CTRL, cw(1, RW_LSB, 0), at(400));
+        p.write_reg(1, 2, at(400));
+        assert_eq!(wave(&p, 1, 400, 404), "LLLH");
+        p.write_reg(1, 2, at(410));
+        assert_eq!(wave(&p, 1, 410, 415), "LLLHH");
     }
 
     #[test]
     fn pit_mode0_gate_low_holds_the_count() {
         let mut p = pit();
         program(&mut p, 0, 0, 10, 0);
+        // 10 at edge 1, 6 at edge 5; edge 6 sees the gate low.
         p.set_gate(0, false, at(5));
-        assert_eq!(read_word(&mut p, 0, 50), 5);
+        assert_eq!(read_word(&mut p, 0, 50), 6);
         assert!(!p.out(0, at(50)));
         assert_eq!(p.next_out_change(0, at(50)), None);
         p.set_gate(0, true, at(100));
-        assert_eq!(wave(&p, 0, 103, 107), "LLHH", "5 more edges: high at 105");
-        assert_eq!(p.next_out_change(0, at(100)), Some(at(105)));
+        assert_eq!(wave(&p, 0, 104, 108), "LLHH", "6 more edges: high at 106");
+        assert_eq!(p.next_out_change(0, at(100)), Some(at(106)));
+        // Gate low before the load edge: the count loads at edge 201 and
+        // holds there; edge 301 is the first to count.
+        program(&mut p, 1, 0, 10, 200);
+        p.set_gate(1, false, at(200));
+        assert_eq!(read_word(&mut p, 1, 250), 10);
+        p.set_gate(1, true, at(300));
+        assert_eq!(read_word(&mut p, 1, 305), 5);
+        assert_eq!(p.next_out_change(1, at(300)), Some(at(310)));
     }
 
     #[test]
@@ -826,38 +913,78 @@ mod tests {
         assert_eq!(p.read_reg(CTRL, at(0)), 0xff);
         p.write_reg(CTRL, 0xc0 | RB_NO_COUNT | RB_COUNTER0 << 2, at(10));
         assert_eq!(p.read_reg(2, at(10)) & ST_NULL_COUNT, ST_NULL_COUNT);
+        // OUT goes low at the edge after the trigger (51) for 5 edges.
         p.set_gate(2, true, at(50));
-        assert_eq!(wave(&p, 2, 49, 57), "HLLLLLHH");
-        assert_eq!(p.next_out_change(2, at(50)), Some(at(55)));
-        // Retrigger during the pulse: five more edges from there.
+        assert_eq!(wave(&p, 2, 49, 58), "HHLLLLLHH");
+        assert_eq!(p.next_out_change(2, at(50)), Some(at(51)));
+        assert_eq!(p.next_out_change(2, at(51)), Some(at(56)));
+        assert_eq!(status(&mut p, 2, 50) & ST_NULL_COUNT, ST_NULL_COUNT);
+        assert_eq!(status(&mut p, 2, 51) & ST_NULL_COUNT, 0, "loaded");
+        // Retrigger during the pulse: loaded at edge 55, low 5 edges more.
         p.set_gate(2, false, at(53));
         p.set_gate(2, true, at(54));
-        assert_eq!(wave(&p, 2, 54, 60), "LLLLLH");
+        assert_eq!(wave(&p, 2, 54, 62), "LLLLLLHH");
+        assert_eq!(status(&mut p, 2, 54) & ST_NULL_COUNT, 0, "no new count");
         // A new count waits for the next trigger.
         p.write_reg(2, 2, at(100));
         p.write_reg(2, 0, at(100));
         assert!(p.out(2, at(100)));
+        assert_eq!(status(&mut p, 2, 100) & ST_NULL_COUNT, ST_NULL_COUNT);
         p.set_gate(2, false, at(101));
         p.set_gate(2, true, at(102));
-        assert_eq!(wave(&p, 2, 101, 105), "HLLH");
+        assert_eq!(wave(&p, 2, 101, 107), "HHLLHH");
+        assert_eq!(status(&mut p, 2, 103) & ST_NULL_COUNT, 0);
     }
 
     #[test]
     fn pit_mode2_rate_generator() {
         let mut p = pit();
         program(&mut p, 0, 2, 4, 0);
-        assert_eq!(wave(&p, 0, 0, 12), "HHHLHHHLHHHL");
-        assert_eq!(p.next_out_change(0, at(0)), Some(at(3)));
-        assert_eq!(p.next_out_change(0, at(3)), Some(at(4)));
-        let values: Vec<u16> = (0..5).map(|t| read_word(&mut p, 0, t)).collect();
-        assert_eq!(values, [4, 3, 2, 1, 4]);
+        // Loaded at edge 1; low when the counter reads 1 (edges 4, 8, 12).
+        assert_eq!(wave(&p, 0, 0, 13), "HHHHLHHHLHHHL");
+        assert_eq!(p.next_out_change(0, at(0)), Some(at(4)));
+        assert_eq!(p.next_out_change(0, at(4)), Some(at(5)));
+        let values: Vec<u16> = (0..6).map(|t| read_word(&mut p, 0, t)).collect();
+        assert_eq!(values, [4, 4, 3, 2, 1, 4]);
         // Gate low: OUT high at once and the count holds; rising reloads.
         p.set_gate(0, false, at(15));
         assert!(p.out(0, at(15)));
-        assert_eq!(read_word(&mut p, 0, 40), 1);
+        assert_eq!(read_word(&mut p, 0, 40), 2);
         assert_eq!(p.next_out_change(0, at(40)), None);
         p.set_gate(0, true, at(100));
-        assert_eq!(wave(&p, 0, 100, 105), "HHHLH");
+        assert_eq!(wave(&p, 0, 100, 106), "HHHHLH");
+    }
+
+    #[test]
+    fn pit_count_loads_at_the_next_input_edge() {
+        let mut p = pit();
+        program(&mut p, 0, 2, 4, 10);
+        // Before the load edge: reads N (our choice), OUT high, null count.
+        assert_eq!(
+            status(&mut p, 0, 10),
+            ST_OUT | ST_NULL_COUNT | RW_WORD << 4 | 2 << 1
+        );
+        assert_eq!(read_word(&mut p, 0, 10), 4);
+        assert_eq!(status(&mut p, 0, 11), ST_OUT | RW_WORD << 4 | 2 << 1);
+        assert_eq!(read_word(&mut p, 0, 12), 3);
+        // Mode 2 with the IRQ-style count 1193 written mid-interval: the
+        // K-th rising edge comes K*N+1 edges after the write's interval.
+        program(&mut p, 1, 2, 1193, 5);
+        let mut now = at(5);
+        for k in 1..=3u64 {
+            now = p.next_out_change(1, now).unwrap(); // falls
+            now = p.next_out_change(1, now).unwrap(); // rises
+            assert_eq!(now, at(5 + k * 1193 + 1), "rising edge {k}");
+        }
+        // A second count written before the first one's load edge takes its
+        // place (it does not wait for a period end).
+        program(&mut p, 2, 2, 4, 20);
+        p.set_gate(2, true, at(20));
+        p.write_reg(2, 6, at(20));
+        p.write_reg(2, 0, at(20));
+        assert_eq!(read_word(&mut p, 2, 21), 6);
+        assert_eq!(p.next_out_change(2, at(20)), Some(at(26)));
+        assert_eq!(wave(&p, 2, 20, 28), "HHHHHHLH");
     }
 
     #[test]
@@ -866,44 +993,50 @@ mod tests {
         program(&mut p, 0, 2, 4, 0);
         p.write_reg(0, 2, at(5));
         p.write_reg(0, 0, at(5));
-        // Old period: edges 4–7 (low at 7); count 2 from edge 8.
-        assert_eq!(wave(&p, 0, 4, 14), "HHHLHLHLHL");
-        assert_eq!(p.next_out_change(0, at(5)), Some(at(7)));
-        assert_eq!(p.next_out_change(0, at(7)), Some(at(8)));
+        // Old period: edges 5–8 (low at 8); count 2 from edge 9.
+        assert_eq!(wave(&p, 0, 4, 15), "LHHHLHLHLHL");
+        assert_eq!(p.next_out_change(0, at(5)), Some(at(8)));
         assert_eq!(p.next_out_change(0, at(8)), Some(at(9)));
-        assert_eq!(read_word(&mut p, 0, 9), 1);
+        assert_eq!(p.next_out_change(0, at(9)), Some(at(10)));
+        assert_eq!(read_word(&mut p, 0, 9), 2);
+        assert_eq!(read_word(&mut p, 0, 10), 1);
         assert_eq!(p.state().channels[0].n, 2, "settled");
     }
 
     #[test]
     fn pit_mode3_square_wave_even_and_odd() {
         let mut p = pit();
+        // Loaded at edge 1: high on edges 1–2, low on 3–4, …
         program(&mut p, 0, 3, 4, 0);
-        assert_eq!(wave(&p, 0, 0, 8), "HHLLHHLL");
-        let values: Vec<u16> = (0..4).map(|t| read_word(&mut p, 0, t)).collect();
-        assert_eq!(values, [4, 2, 4, 2]);
+        assert_eq!(wave(&p, 0, 0, 9), "HHHLLHHLL");
+        let values: Vec<u16> = (0..5).map(|t| read_word(&mut p, 0, t)).collect();
+        assert_eq!(values, [4, 4, 2, 4, 2]);
+        // Odd: high on edges 1–3, low on 4–5, high on 6–8, …
         program(&mut p, 1, 3, 5, 0);
-        assert_eq!(wave(&p, 1, 0, 10), "HHHLLHHHLL");
-        let values: Vec<u16> = (0..5).map(|t| read_word(&mut p, 1, t)).collect();
-        assert_eq!(values, [5, 4, 2, 5, 2]);
-        assert_eq!(p.next_out_change(1, at(0)), Some(at(3)));
-        assert_eq!(p.next_out_change(1, at(3)), Some(at(5)));
-        // A new count starts at the end of the current half.
+        assert_eq!(wave(&p, 1, 0, 11), "HHHHLLHHHLL");
+        let values: Vec<u16> = (0..6).map(|t| read_word(&mut p, 1, t)).collect();
+        assert_eq!(values, [5, 5, 4, 2, 5, 2]);
+        assert_eq!(p.next_out_change(1, at(0)), Some(at(4)));
+        assert_eq!(p.next_out_change(1, at(4)), Some(at(6)));
+        // A new count starts at the end of the current half: the high half
+        // of edges 11–13, then count 2 from its low half at edge 14.
         p.write_reg(1, 2, at(11));
         p.write_reg(1, 0, at(11));
-        assert_eq!(wave(&p, 1, 10, 17), "HHHLHLH");
-        assert_eq!(p.next_out_change(1, at(11)), Some(at(13)));
+        assert_eq!(wave(&p, 1, 10, 18), "LHHHLHLH");
+        assert_eq!(p.next_out_change(1, at(11)), Some(at(14)));
     }
 
     #[test]
     fn pit_mode4_software_strobe() {
         let mut p = pit();
         program(&mut p, 0, 4, 3, 10);
-        assert_eq!(wave(&p, 0, 10, 16), "HHHLHH");
-        assert_eq!(p.next_out_change(0, at(10)), Some(at(13)));
-        assert_eq!(p.next_out_change(0, at(13)), Some(at(14)));
-        assert_eq!(p.next_out_change(0, at(14)), None, "one strobe");
-        assert!(p.out(0, at(10 + 3 + 65536)), "no strobe after wrapping");
+        // Loaded at edge 11, 0 at edge 14: the strobe is N+1 edges late.
+        assert_eq!(wave(&p, 0, 10, 17), "HHHHLHH");
+        assert_eq!(p.next_out_change(0, at(10)), Some(at(14)));
+        assert_eq!(p.next_out_change(0, at(14)), Some(at(15)));
+        assert_eq!(p.next_out_change(0, at(15)), None, "one strobe");
+        assert_eq!(read_word(&mut p, 0, 14 + 65536), 0, "wrapped to 0");
+        assert!(p.out(0, at(14 + 65536)), "no strobe after wrapping");
     }
 
     #[test]
@@ -912,10 +1045,16 @@ mod tests {
         program(&mut p, 2, 5, 3, 0);
         assert_eq!(wave(&p, 2, 0, 10), "HHHHHHHHHH", "waits for the gate");
         p.set_gate(2, true, at(10));
-        assert_eq!(wave(&p, 2, 10, 16), "HHHLHH");
+        assert_eq!(wave(&p, 2, 10, 17), "HHHHLHH");
         p.set_gate(2, false, at(20));
         p.set_gate(2, true, at(21));
-        assert_eq!(p.next_out_change(2, at(21)), Some(at(24)));
+        assert_eq!(p.next_out_change(2, at(21)), Some(at(25)));
+        // A trigger during the strobe: the strobe keeps its edge, then
+        // count 3 from edge 26.
+        assert_eq!(wave(&p, 2, 21, 26), "HHHHL");
+        p.set_gate(2, false, at(25));
+        p.set_gate(2, true, at(25));
+        assert_eq!(wave(&p, 2, 25, 31), "LHHHLH");
     }
 
     #[test]
@@ -924,8 +1063,9 @@ mod tests {
         program(&mut p, 0, 2, 1000, 0);
         p.write_reg(CTRL, cw(0, RW_LATCH, 0), at(10));
         p.write_reg(CTRL, cw(0, RW_LATCH, 0), at(20)); // ignored: latched
-        assert_eq!(read_word(&mut p, 0, 30), 990);
-        assert_eq!(read_word(&mut p, 0, 30), 970, "latch released");
+                                                       // 1000 at edge 1: 991 at edge 10, 971 at edge 30.
+        assert_eq!(read_word(&mut p, 0, 30), 991);
+        assert_eq!(read_word(&mut p, 0, 30), 971, "latch released");
         assert_eq!(p.state().channels[0].mode, 2, "latch keeps the mode");
     }
 
@@ -937,20 +1077,20 @@ mod tests {
         // Latch count and status of counters 0 and 2.
         p.write_reg(CTRL, 0xc0 | RB_COUNTER0 | RB_COUNTER0 << 2, at(98));
         assert_eq!(p.read_reg(0, at(200)), ST_OUT | RW_WORD << 4 | 2 << 1);
-        assert_eq!(read_word(&mut p, 0, 200), 2, "latched at edge 98");
+        assert_eq!(read_word(&mut p, 0, 200), 3, "latched at edge 98");
         assert_eq!(
             p.read_reg(2, at(200)),
             ST_OUT | ST_NULL_COUNT | RW_LSB << 4 | 4 << 1 | CW_BCD,
             "no count written yet"
         );
         // Status only: the count stays live.
-        p.write_reg(CTRL, 0xc0 | RB_NO_COUNT | RB_COUNTER0, at(299));
-        // Edge 299 is the low pulse of the third period.
-        assert_eq!(p.read_reg(0, at(299)), RW_WORD << 4 | 2 << 1, "OUT low");
-        assert_eq!(read_word(&mut p, 0, 350), 50);
+        p.write_reg(CTRL, 0xc0 | RB_NO_COUNT | RB_COUNTER0, at(300));
+        // Loaded at edge 1: edge 300 is the low pulse of the third period.
+        assert_eq!(p.read_reg(0, at(300)), RW_WORD << 4 | 2 << 1, "OUT low");
+        assert_eq!(read_word(&mut p, 0, 350), 51);
         // Count only.
         p.write_reg(CTRL, 0xc0 | RB_NO_STATUS | RB_COUNTER0, at(360));
-        assert_eq!(read_word(&mut p, 0, 380), 40);
+        assert_eq!(read_word(&mut p, 0, 380), 41);
     }
 
     #[test]
@@ -958,18 +1098,20 @@ mod tests {
         let mut p = pit();
         p.write_reg(CTRL, cw(0, RW_WORD, 2) | CW_BCD, at(0));
         p.write_reg(0, 0x00, at(0));
-        p.write_reg(0, 0x01, at(0)); // 0100 decimal
-        assert_eq!(read_word(&mut p, 0, 1), 0x0099);
-        assert_eq!(read_word(&mut p, 0, 99), 0x0001);
-        assert_eq!(read_word(&mut p, 0, 100), 0x0100);
-        assert_eq!(p.next_out_change(0, at(0)), Some(at(99)));
-        // Count 0 is 10000 in BCD: 9999 after one edge, wraps to 9999.
+        p.write_reg(0, 0x01, at(0)); // 0100 decimal, loaded at edge 1
+        assert_eq!(read_word(&mut p, 0, 2), 0x0099);
+        assert_eq!(read_word(&mut p, 0, 100), 0x0001);
+        assert_eq!(read_word(&mut p, 0, 101), 0x0100);
+        assert_eq!(p.next_out_change(0, at(0)), Some(at(100)));
+        // Count 0 is 10000 in BCD: reads 0000, 9999 one edge later, wraps
+        // to 9999.
         p.write_reg(CTRL, cw(1, RW_WORD, 0) | CW_BCD, at(0));
         p.write_reg(1, 0, at(0));
         p.write_reg(1, 0, at(0));
-        assert_eq!(read_word(&mut p, 1, 1), 0x9999);
-        assert_eq!(p.next_out_change(1, at(0)), Some(at(10_000)));
-        assert_eq!(read_word(&mut p, 1, 10_001), 0x9999);
+        assert_eq!(read_word(&mut p, 1, 1), 0x0000);
+        assert_eq!(read_word(&mut p, 1, 2), 0x9999);
+        assert_eq!(p.next_out_change(1, at(0)), Some(at(10_001)));
+        assert_eq!(read_word(&mut p, 1, 10_002), 0x9999);
     }
 
     #[test]
@@ -977,15 +1119,15 @@ mod tests {
         let mut p = pit();
         // MSB only: the count is 0x1200.
         p.write_reg(CTRL, cw(0, RW_MSB, 0), at(0));
-        p.write_reg(0, 0x12, at(0));
-        assert_eq!(p.next_out_change(0, at(0)), Some(at(0x1200)));
-        assert_eq!(p.read_reg(0, at(0x101)), 0x10, "high byte of 0x10ff");
+        p.write_reg(0, 0x12, at(0)); // loaded at edge 1
+        assert_eq!(p.next_out_change(0, at(0)), Some(at(0x1201)));
+        assert_eq!(p.read_reg(0, at(0x102)), 0x10, "high byte of 0x10ff");
         // LSB only: the count is 0x34; reads give the low byte each time.
         p.write_reg(CTRL, cw(1, RW_LSB, 0), at(0));
         p.write_reg(1, 0x34, at(0));
-        assert_eq!(p.next_out_change(1, at(0)), Some(at(0x34)));
-        assert_eq!(p.read_reg(1, at(4)), 0x30);
-        assert_eq!(p.read_reg(1, at(4)), 0x30);
+        assert_eq!(p.next_out_change(1, at(0)), Some(at(0x35)));
+        assert_eq!(p.read_reg(1, at(5)), 0x30);
+        assert_eq!(p.read_reg(1, at(5)), 0x30);
         // LSB then MSB: the flip-flop alternates, per direction.
         p.write_reg(CTRL, cw(2, RW_WORD, 0), at(0));
         p.write_reg(2, 0x78, at(0));
@@ -994,8 +1136,9 @@ mod tests {
         assert_eq!(p.read_reg(2, at(0)), 0x56, "reads are on their high byte");
         assert_eq!(p.read_reg(2, at(0)), 0x78);
         assert_eq!(p.next_out_change(2, at(0)), None, "gate 2 is low");
+        // The gate rises before the load edge: counting starts there.
         p.set_gate(2, true, at(0));
-        assert_eq!(p.next_out_change(2, at(0)), Some(at(0x5678)));
+        assert_eq!(p.next_out_change(2, at(0)), Some(at(0x5679)));
         // A control word resets the flip-flops.
         p.write_reg(2, 0x11, at(1));
         p.write_reg(CTRL, cw(2, RW_WORD, 0), at(1));
@@ -1005,11 +1148,14 @@ mod tests {
     #[test]
     fn pit_counts_exactly_1193182_edges_per_virtual_second() {
         let mut p = pit();
-        // Mode 3 with count 2: OUT changes at every input edge.
+        // Mode 3 with count 2: OUT changes at every input edge from the
+        // one after the load edge; count them over a second from there.
         program(&mut p, 0, 3, 2, 0);
-        let (mut now, mut changes) = (VirtualNs::ZERO, 0u64);
+        let start = at(1);
+        let end = VirtualNs(start.0 + 1_000_000_000);
+        let (mut now, mut changes) = (start, 0u64);
         while let Some(next) = p.next_out_change(0, now) {
-            if next > VirtualNs(1_000_000_000) {
+            if next > end {
                 break;
             }
             changes += 1;
@@ -1017,12 +1163,9 @@ mod tests {
         }
         assert_eq!(changes, PIT_HZ);
         // Mode 2 with count 10000: 1193182 = 119 * 10000 + 3182 edges,
-        // so the counter reads 10000 - 3182 after one second.
+        // so the counter reads 10000 - 3182 a second after its load edge.
         program(&mut p, 1, 2, 10_000, 0);
-        assert_eq!(
-            read_word(&mut p, 1, tick_at(VirtualNs(1_000_000_000))),
-            6818
-        );
+        assert_eq!(read_word(&mut p, 1, tick_at(end)), 6818);
     }
 
     #[test]
@@ -1081,8 +1224,8 @@ mod tests {
         now.set(at(100));
         p.write(OFS_CONTROL, &[cw(0, RW_WORD, 2)]);
         p.write(OFS_COUNTER0, &[0x00]);
-        p.write(OFS_COUNTER0, &[0x01]); // count 0x100 from edge 100
-        now.set(at(100 + 0x40));
+        p.write(OFS_COUNTER0, &[0x01]); // count 0x100, loaded at edge 101
+        now.set(at(101 + 0x40));
         let mut d = [0u8; 2];
         // A wide read touches consecutive registers: counter 0, counter 1.
         p.read(OFS_COUNTER0, &mut d);
