@@ -314,7 +314,7 @@ fn rtc_time_and_periodic_rate() {
                 "-append",
                 append,
             ],
-            "rtc",
+            "rtc-modes",
         );
         assert_eq!(
             r.text(),
@@ -345,8 +345,8 @@ fn rtc_time_matches_qemu_but_for_the_halted_1024hz_count() {
     let rtc = format!("{RTC_BASE},clock=vm");
     let a = harness::args(&kernel, &["-icount", "shift=0,sleep=off", "-rtc", &rtc]);
     let dir = kernel.parent().unwrap();
-    let q = harness::run(QEMU, &a, &dir.join("qemu-rtc.out"));
-    let c = harness::run(env!("CARGO_BIN_EXE_cjemu"), &a, &dir.join("cjemu-rtc.out"));
+    let q = harness::run(QEMU, &a, &dir.join("qemu-rtc-vs-qemu.out"));
+    let c = harness::run(env!("CARGO_BIN_EXE_cjemu"), &a, &dir.join("cjemu-rtc-vs-qemu.out"));
     let keep = |r: &RunResult| -> String {
         r.text()
             .lines()
