@@ -19,6 +19,7 @@ pub mod pc;
 mod pc_wiring;
 pub mod record_replay;
 pub mod serial_input;
+pub mod signals;
 pub mod stats;
 pub mod status;
 
@@ -279,6 +280,7 @@ pub fn run(cfg: &Config) -> Result<u8, Error> {
         return Err(e);
     }
     let guest = Guest::from_config(cfg)?;
+    signals::install();
     let serial = cfg
         .serial
         .iter()
@@ -357,6 +359,14 @@ pub fn run(cfg: &Config) -> Result<u8, Error> {
         Outcome::GuestReset => {
             eprintln!("cjemu: the guest asked for a reset; machine stopped (as with -no-reboot)")
         }
+        Outcome::Stopped(reason) => eprintln!(
+            "cjemu: stopped ({}) at icount {}",
+            match reason {
+                cjemu_replay::replay_log::StopReason::Interrupt => "interrupted",
+                cjemu_replay::replay_log::StopReason::Terminate => "terminated",
+            },
+            m.engine.cpu().icount
+        ),
         Outcome::HaltedWithInterruptsOn => eprintln!(
             "cjemu: the guest halted with interrupts enabled, but no timer is armed and no \
              input can arrive, so nothing can wake it; stopping (status 0)"

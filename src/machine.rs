@@ -29,7 +29,7 @@ use cjemu_devices::uart16550::SerialOutput;
 use cjemu_jit::memory::GuestMemory;
 use cjemu_jit::{Engine, Exit, Gpr};
 use cjemu_replay::clock::{AdjustCause, ClockAdjust, ShiftMode, VirtualClock};
-use cjemu_replay::replay_log::Event;
+use cjemu_replay::replay_log::{Event, StopReason};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -93,6 +93,9 @@ pub struct Machine {
     /// The instruction count of the last service round, and how many
     /// rounds ran at it (events at one count are ordered by round).
     round_at: (u64, u32),
+    /// A stop asked for (by a signal, or by the log being replayed), taken
+    /// by the run loop after the service round that saw it.
+    stop: Option<StopReason>,
 }
 
 /// Counters of a run, for `--stats`.
@@ -166,6 +169,7 @@ impl Machine {
             pacing: Pacing::new(cfg.pacing, start),
             counters: RunCounters::default(),
             round_at: (u64::MAX, 0),
+            stop: None,
         })
     }
 
@@ -229,9 +233,14 @@ impl Machine {
             .borrow_mut()
             .feed_serial(0, &mut self.serial_input, icount);
         self.counters.serial_in += fed.len() as u64;
+        let stop = crate::signals::take();
+        self.stop = self.stop.or(stop);
         if let Journal::Record(r) = &mut self.journal {
             if !fed.is_empty() {
                 r.serial(icount, round, 0, &fed)?;
+            }
+            if let Some(reason) = stop {
+                r.stop(icount, round, reason)?;
             }
             if r.checkpoint_due(icount) {
                 let parts = checkpoint_parts(&self.state_parts());
@@ -288,9 +297,7 @@ impl Machine {
                         r.check(icount, &parts, &now)?;
                     }
                 }
-                Event::Stop(reason) => {
-                    log::info!("the recording was stopped here ({reason:?})");
-                }
+                Event::Stop(reason) => self.stop = Some(reason),
                 Event::RtcStart(_) | Event::End(_) => {}
             }
         }
@@ -355,7 +362,11 @@ impl Machine {
     /// `sleep=on`) until an interrupt wakes it. `Some` ends the run.
     fn idle(&mut self) -> Result<Option<Outcome>, Error> {
         loop {
-            if self.service()? {
+            let intr = self.service()?;
+            if let Some(reason) = self.stop.take() {
+                return Ok(Some(Outcome::Stopped(reason)));
+            }
+            if intr {
                 return Ok(self.take_interrupt());
             }
             let icount = self.engine.cpu().icount;
@@ -397,6 +408,11 @@ impl Machine {
         self.pc.borrow().flush();
         let icount = self.engine.cpu().icount;
         if let Journal::Replay(r) = &self.journal {
+            if r.ends_at(icount) {
+                return Err(Error::Replay(format!(
+                    "replay diverged: the recording ended at icount {icount}, this run goes on"
+                )));
+            }
             if r.pending_at(icount) && self.rounds_done(icount) > 0 {
                 // Nothing retired since this count's rounds, yet the
                 // recording had more of them here: it went another way.
@@ -436,6 +452,9 @@ impl Machine {
         let start = Instant::now();
         let outcome = loop {
             self.service()?;
+            if let Some(reason) = self.stop.take() {
+                break Outcome::Stopped(reason);
+            }
             let exit = self.engine.run(self.budget());
             log_cpu(&self.engine, &exit);
             match exit {

@@ -99,7 +99,9 @@ impl Pacing {
             if let Some(d) = deadline {
                 return moved(clock.advance_idle(d, icount));
             }
-            if input.is_live() && input.wait(None) {
+            if input.is_live() {
+                wait_interruptibly(input, None);
+                // Input, or a stop request the run loop will see.
                 return IdleWait::Input;
             }
             return IdleWait::Never;
@@ -110,7 +112,7 @@ impl Pacing {
             return IdleWait::Never;
         }
         let t0 = HostInstant::now();
-        let got_input = input.wait(timeout);
+        let got_input = wait_interruptibly(input, timeout);
         let waited = t0.elapsed().as_nanos().min(u64::MAX as u128) as u64;
         let mut to = now.saturating_add(waited);
         if let Some(d) = deadline {
@@ -164,6 +166,30 @@ impl Pacing {
     fn drift(&self, clock: &VirtualClock, icount: u64) -> i128 {
         let virt = clock.ns_at(icount).saturating_since(self.start_virtual) as i128;
         virt - self.start.elapsed().as_nanos() as i128
+    }
+}
+
+/// The longest single host wait: a stop signal is noticed this soon.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Wait for input up to `timeout` (forever with `None`), in slices of
+/// [`POLL`] so that a stop signal ends the wait. True if input came.
+fn wait_interruptibly(input: &mut SerialInput, timeout: Option<Duration>) -> bool {
+    let t0 = HostInstant::now();
+    loop {
+        let slice = match timeout {
+            Some(t) => match t.checked_sub(t0.elapsed()) {
+                Some(left) if !left.is_zero() => left.min(POLL),
+                _ => return false,
+            },
+            None => POLL,
+        };
+        if input.wait(Some(slice)) {
+            return true;
+        }
+        if crate::signals::pending() || (timeout.is_none() && !input.is_live()) {
+            return false;
+        }
     }
 }
 

@@ -17,7 +17,9 @@
 
 use crate::status::Error;
 use cjemu_replay::clock::ClockAdjust;
-use cjemu_replay::replay_log::{Event, Fingerprint, Frame, LogError, LogReader, LogWriter};
+use cjemu_replay::replay_log::{
+    Event, Fingerprint, Frame, LogError, LogReader, LogWriter, StopReason,
+};
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
@@ -76,6 +78,11 @@ impl Recorder {
     /// A host-dependent move of the clock.
     pub fn clock(&mut self, round: u32, adj: ClockAdjust) -> Result<(), Error> {
         self.write(adj.at_icount, round, Event::Clock(adj))
+    }
+
+    /// A stop asked for by the user or the host.
+    pub fn stop(&mut self, icount: u64, round: u32, reason: StopReason) -> Result<(), Error> {
+        self.write(icount, round, Event::Stop(reason))
     }
 
     /// The count of the next checkpoint.
@@ -250,6 +257,11 @@ impl Replayer {
             "{}: {why}; replayed up to icount {icount}",
             self.path.display()
         ))
+    }
+
+    /// The recording ended at `icount`.
+    pub fn ends_at(&self, icount: u64) -> bool {
+        matches!(&self.next, Some(f) if f.icount == icount && matches!(f.event, Event::End(_)))
     }
 
     /// Nothing is left to replay and the log was cut.

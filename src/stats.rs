@@ -20,6 +20,7 @@ pub fn render(e: &Engine, r: &RunReport) -> String {
         Outcome::HaltedWithInterruptsOn => "halted with interrupts on".to_string(),
         Outcome::TripleFault { first, .. } => format!("triple fault ({first:?})"),
         Outcome::GuestReset => "guest reset".to_string(),
+        Outcome::Stopped(r) => format!("stopped ({r:?})"),
         Outcome::DebugExit(v) => format!("debug-exit {v:#x}"),
     };
     let mut s = String::new();

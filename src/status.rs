@@ -13,6 +13,7 @@
 //! Even statuses never collide with debug-exit's odd ones.
 
 use cjemu_jit::Exception;
+use cjemu_replay::replay_log::StopReason;
 use std::fmt;
 
 /// The guest's run ended normally (powered off, halted, shut down).
@@ -41,9 +42,13 @@ pub enum Outcome {
     /// port's reset bit). Like a triple fault, this resets the machine
     /// unless `-no-reboot` (or a guest that cannot boot again) stops it.
     GuestReset,
-    /// HLT with interrupts enabled, but no device can raise one yet: the
-    /// CPU would wait forever, so the run ends (status 0, with a note).
+    /// HLT with interrupts enabled, but no timer is armed and no input can
+    /// arrive: the CPU would wait forever, so the run ends (status 0, with
+    /// a note).
     HaltedWithInterruptsOn,
+    /// The user or the host stopped the run (SIGINT, SIGTERM, SIGHUP), or
+    /// a replay reached the point where its recording was stopped so.
+    Stopped(StopReason),
     /// The guest wrote this value to the debug-exit port (0xf4).
     DebugExit(u32),
 }
@@ -54,6 +59,7 @@ impl Outcome {
         match self {
             Outcome::PoweredOff
             | Outcome::HaltedWithInterruptsOn
+            | Outcome::Stopped(_)
             | Outcome::TripleFault { .. }
             | Outcome::GuestReset => STATUS_OK,
             Outcome::DebugExit(v) => debug_exit_status(*v),

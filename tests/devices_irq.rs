@@ -346,7 +346,11 @@ fn rtc_time_matches_qemu_but_for_the_halted_1024hz_count() {
     let a = harness::args(&kernel, &["-icount", "shift=0,sleep=off", "-rtc", &rtc]);
     let dir = kernel.parent().unwrap();
     let q = harness::run(QEMU, &a, &dir.join("qemu-rtc-vs-qemu.out"));
-    let c = harness::run(env!("CARGO_BIN_EXE_cjemu"), &a, &dir.join("cjemu-rtc-vs-qemu.out"));
+    let c = harness::run(
+        env!("CARGO_BIN_EXE_cjemu"),
+        &a,
+        &dir.join("cjemu-rtc-vs-qemu.out"),
+    );
     let keep = |r: &RunResult| -> String {
         r.text()
             .lines()

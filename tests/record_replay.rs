@@ -280,3 +280,44 @@ fn replay_dump_prints_header_and_events() {
         assert!(t.contains(want), "no {want:?} in:\n{t}");
     }
 }
+
+#[test]
+fn a_recording_stopped_by_sigint_replays_to_the_same_stop() {
+    let log = dir().join("sigint.rr");
+    let mut child = cjemu()
+        .arg("-kernel")
+        .arg(kernel())
+        .args(["-append", "ticks=100000", "--stats", "-icount", "shift=0"])
+        .arg("--record")
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cjemu runs");
+    // Let it take some timer interrupts in real time, then Ctrl-C.
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let rec = child.wait_with_output().unwrap();
+    assert_eq!(rec.status.code(), Some(0), "{}", stderr(&rec));
+    assert!(
+        stderr(&rec).contains("stopped (interrupted)"),
+        "{}",
+        stderr(&rec)
+    );
+    let r = cjemu()
+        .arg("-kernel")
+        .arg(kernel())
+        .args(["-append", "ticks=100000", "--stats", "--replay"])
+        .arg(&log)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_same_run(&rec, &r, "replay of a stopped recording");
+    assert!(
+        stderr(&r).contains("stopped (interrupted)"),
+        "{}",
+        stderr(&r)
+    );
+}
