@@ -284,7 +284,7 @@ fn replay_dump_prints_header_and_events() {
 #[test]
 fn a_recording_stopped_by_sigint_replays_to_the_same_stop() {
     let log = dir().join("sigint.rr");
-    let mut child = cjemu()
+    let child = cjemu()
         .arg("-kernel")
         .arg(kernel())
         .args(["-append", "ticks=100000", "--stats", "-icount", "shift=0"])
