@@ -374,7 +374,7 @@ pub fn run(cfg: &Config) -> Result<u8, Error> {
         _ => {}
     }
     if cfg.stats {
-        eprint!("{}", stats::render(&m.engine, &report));
+        eprint!("{}", stats::render(&m.engine, &m.pc.borrow(), &report));
     }
     if let Guest::Demo = guest {
         if report.outcome != Outcome::PoweredOff {

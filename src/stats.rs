@@ -1,7 +1,8 @@
 //! `--stats`: one `key: value` per line, on stderr.
 
-use crate::hash::machine_hash;
+use crate::hash::machine_state_hash;
 use crate::machine::RunReport;
+use crate::pc::Pc;
 use crate::status::Outcome;
 use cjemu_jit::{Engine, Gpr};
 use std::fmt::Write;
@@ -11,8 +12,8 @@ pub fn mips(icount: u64, secs: f64) -> f64 {
     icount as f64 / secs.max(1e-9) / 1e6
 }
 
-/// The `--stats` text.
-pub fn render(e: &Engine, r: &RunReport) -> String {
+/// The `--stats` text; `pc` holds the device state the state hash covers.
+pub fn render(e: &Engine, pc: &Pc, r: &RunReport) -> String {
     let c = e.cpu();
     let secs = r.run_time.as_secs_f64();
     let exit = match r.outcome {
@@ -56,7 +57,7 @@ pub fn render(e: &Engine, r: &RunReport) -> String {
     kv("virtual time", format!("{} ns", r.counters.virtual_ns));
     kv("clock adjustments", r.counters.clock_adjusts.to_string());
     kv("serial bytes in", r.counters.serial_in.to_string());
-    kv("state-hash", format!("{:016x}", machine_hash(e)));
+    kv("state-hash", format!("{:016x}", machine_state_hash(e, pc)));
     for r in Gpr::ALL {
         kv(r.name(), format!("{:#018x}", c.reg(r)));
     }
@@ -68,7 +69,15 @@ pub fn render(e: &Engine, r: &RunReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pc::PcConfig;
+    use cjemu_replay::clock::{ShiftMode, VirtualClock};
     use std::time::Duration;
+
+    /// A PC without UARTs at power-on.
+    fn pc() -> Pc {
+        let clock = VirtualClock::new(ShiftMode::Fixed(0)).unwrap();
+        Pc::new(vec![], &PcConfig::default(), clock).unwrap()
+    }
 
     #[test]
     fn mips_is_instructions_per_microsecond() {
@@ -87,7 +96,7 @@ mod tests {
             run_time: Duration::from_millis(1),
             counters: Default::default(),
         };
-        let text = render(&e, &r);
+        let text = render(&e, &pc(), &r);
         for line in text.lines() {
             assert!(line.split_once(": ").is_some(), "{line}");
         }
@@ -118,6 +127,29 @@ mod tests {
     }
 
     #[test]
+    fn stats_state_hash_covers_device_state() {
+        let mut e = Engine::new(1 << 20).unwrap();
+        crate::flat::load_flat(&mut e, &[0xf4], 0x1000, 0x1000).unwrap();
+        let r = RunReport {
+            outcome: Outcome::PoweredOff,
+            run_time: Duration::from_millis(1),
+            counters: Default::default(),
+        };
+        let hash = |pc: &Pc| {
+            let text = render(&e, pc, &r);
+            let line = text.lines().find_map(|l| l.strip_prefix("state-hash: "));
+            line.expect("a state-hash line").to_string()
+        };
+        let mut p = pc();
+        let before = hash(&p);
+        assert_eq!(before, format!("{:016x}", machine_state_hash(&e, &p)));
+        assert_eq!(before, hash(&pc()), "the same state, the same hash");
+        // The master PIC's IMR: nothing but device state changes.
+        p.pio.write(0x21, &[0xfb]);
+        assert_ne!(hash(&p), before);
+    }
+
+    #[test]
     fn stats_show_the_jit_tier_and_its_compile_counters() {
         let mut e = Engine::new(1 << 20).unwrap();
         e.config.accel = cjemu_jit::Accel::Jit { threshold: 0 };
@@ -129,7 +161,7 @@ mod tests {
             run_time: Duration::from_millis(1),
             counters: Default::default(),
         };
-        let text = render(&e, &r);
+        let text = render(&e, &pc(), &r);
         let get = |k: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(&format!("{k}: ")))

@@ -17,7 +17,16 @@ use std::process::Command;
 /// Run guest `name` at `size` under cjemu with `--accel accel --stats`.
 fn cjemu(name: &str, size: u64, accel: &str) -> harness::RunResult {
     let k = guest_kernel(name);
-    let args = guest_args(&k, size, &["--accel", accel, "--stats"]);
+    // The RTC's start time is part of the state hash: pin it (else it is
+    // the host's clock, which may tick between the two runs).
+    let extra = [
+        "--accel",
+        accel,
+        "--stats",
+        "-rtc",
+        "base=2024-01-01T00:00:00",
+    ];
+    let args = guest_args(&k, size, &extra);
     let out = k.with_extension(format!("{}.out", accel.replace([',', '='], "-")));
     harness::run(env!("CARGO_BIN_EXE_cjemu"), &args, &out)
 }

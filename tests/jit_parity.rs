@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 
 const TIERS: [&str; 2] = ["jit,threshold=0", "jit,threshold=3"];
 
+/// The RTC start time of runs that do not choose one.
+const FIXED_RTC: &str = "base=2024-01-01T00:00:00";
+
 /// What one cjemu run showed.
 #[derive(Debug, PartialEq, Eq)]
 struct Run {
@@ -39,6 +42,11 @@ fn cjemu(args: &[String], accel: &str, dir: &Path, tag: &str) -> Run {
     ));
     let mut a = args.to_vec();
     a.extend(["--accel", accel, "--stats"].map(String::from));
+    // The RTC's start time is part of the state hash: without `-rtc base=`
+    // it is the host's clock, which may tick between two runs.
+    if !a.iter().any(|s| s == "-rtc") {
+        a.extend(["-rtc", FIXED_RTC].map(String::from));
+    }
     let r = harness::run(env!("CARGO_BIN_EXE_cjemu"), &a, &out);
     Run {
         status: r.status,

@@ -6,12 +6,27 @@
 //! 0xf4 and 4 in QEMU's PC) is chosen by the machine.
 
 use crate::bus::{le_value, BusDevice};
+use cjemu_replay::{StateHash, StateHasher};
 
 /// Every guest-visible field. `Default` is the power-on state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DebugExitState {
     /// The value last written, not yet acted on.
     pub requested: Option<u32>,
+}
+
+impl StateHash for DebugExitState {
+    /// requested: a flag byte, then the u32 if present.
+    fn hash_state(&self, h: &mut StateHasher) {
+        h.write_tag("debug_exit");
+        match self.requested {
+            Some(v) => {
+                h.write_u8(1);
+                h.write_u32(v);
+            }
+            None => h.write_u8(0),
+        }
+    }
 }
 
 /// The debug-exit device.

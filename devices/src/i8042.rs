@@ -15,6 +15,7 @@
 //! reset line) and an output-port write with bit 0 clear set
 //! [`I8042::reset_requested`], which the machine polls.
 
+use cjemu_replay::{StateHash, StateHasher};
 use thiserror::Error;
 
 /// Data port.
@@ -158,6 +159,43 @@ impl Default for I8042State {
             scancode_set: 2,
             leds: 0,
             reset_requested: false,
+        }
+    }
+}
+
+impl StateHash for I8042State {
+    /// In order: ctr, outport, pending_cmd, pending_kbd (each a flag byte,
+    /// then the byte if present), out (length as u32, then per byte: value,
+    /// aux, timeout), last_data, last_was_cmd, kbd_scanning, scancode_set,
+    /// leds, reset_requested; one byte each.
+    fn hash_state(&self, h: &mut StateHasher) {
+        h.write_tag("i8042");
+        h.write_u8(self.ctr);
+        h.write_u8(self.outport);
+        for p in [self.pending_cmd, self.pending_kbd] {
+            match p {
+                Some(v) => {
+                    h.write_u8(1);
+                    h.write_u8(v);
+                }
+                None => h.write_u8(0),
+            }
+        }
+        h.write_u32(self.out.len() as u32);
+        for b in &self.out {
+            h.write_u8(b.value);
+            h.write_u8(b.aux as u8);
+            h.write_u8(b.timeout as u8);
+        }
+        for v in [
+            self.last_data,
+            self.last_was_cmd as u8,
+            self.kbd_scanning as u8,
+            self.scancode_set,
+            self.leds,
+            self.reset_requested as u8,
+        ] {
+            h.write_u8(v);
         }
     }
 }

@@ -15,6 +15,7 @@
 //! says.
 
 use crate::bus::BusDevice;
+use cjemu_replay::{StateHash, StateHasher};
 use std::cell::RefCell;
 use std::rc::Rc;
 use thiserror::Error;
@@ -306,6 +307,58 @@ pub struct Pic8259State {
     pub master: PicChipState,
     /// The slave (IRQ8–15), cascaded on the master's IR2.
     pub slave: PicChipState,
+}
+
+impl InitStep {
+    /// The step as one byte for the state hash (declaration order).
+    fn hash_byte(self) -> u8 {
+        match self {
+            InitStep::Ready => 0,
+            InitStep::Icw2 => 1,
+            InitStep::Icw3 => 2,
+            InitStep::Icw4 => 3,
+        }
+    }
+}
+
+impl StateHash for PicChipState {
+    /// In order: irr, isr, imr, lines, elcr, vector_base, icw3, init
+    /// (Ready 0, Icw2 1, Icw3 2, Icw4 3), icw4_needed, single, ltim,
+    /// auto_eoi, rotate_on_aeoi, sfnm, special_mask, read_isr, poll,
+    /// lowest_rotation; one byte each.
+    fn hash_state(&self, h: &mut StateHasher) {
+        for v in [
+            self.irr,
+            self.isr,
+            self.imr,
+            self.lines,
+            self.elcr,
+            self.vector_base,
+            self.icw3,
+            self.init.hash_byte(),
+            self.icw4_needed as u8,
+            self.single as u8,
+            self.ltim as u8,
+            self.auto_eoi as u8,
+            self.rotate_on_aeoi as u8,
+            self.sfnm as u8,
+            self.special_mask as u8,
+            self.read_isr as u8,
+            self.poll as u8,
+            self.lowest_rotation,
+        ] {
+            h.write_u8(v);
+        }
+    }
+}
+
+impl StateHash for Pic8259State {
+    /// The master, then the slave.
+    fn hash_state(&self, h: &mut StateHasher) {
+        h.write_tag("pic8259");
+        self.master.hash_state(h);
+        self.slave.hash_state(h);
+    }
 }
 
 /// Why a saved state cannot be restored.

@@ -6,6 +6,7 @@
 //! Linux's PIT calibration gates channel 2 here and polls its OUT.
 
 use crate::timed::TimedDevice;
+use cjemu_replay::{StateHash, StateHasher};
 
 /// Bit 0: PIT channel 2 gate.
 pub const P61_GATE2: u8 = 0x01;
@@ -46,6 +47,15 @@ impl Port61Link for NoLink {
 pub struct Port61State {
     /// The writable bits 0–3 as last written.
     pub control: u8,
+}
+
+impl StateHash for Port61State {
+    /// control. The refresh toggle and OUT2 are functions of the virtual
+    /// time and the PIT, hashed there.
+    fn hash_state(&self, h: &mut StateHasher) {
+        h.write_tag("port61");
+        h.write_u8(self.control);
+    }
 }
 
 /// Port 0x61.

@@ -14,6 +14,7 @@
 //! tells the machine when IRQ8 may next rise.
 
 use crate::timed::TimedDevice;
+use cjemu_replay::{StateHash, StateHasher};
 use thiserror::Error;
 
 /// Index port (write: register number, bit 7 = NMI mask).
@@ -147,6 +148,20 @@ impl RtcCmosState {
             clock_base_ns: cfg.start_secs as i128 * NS_PER_SEC,
             synced_ns: 0,
         }
+    }
+}
+
+impl StateHash for RtcCmosState {
+    /// In order: cmos (length as u32, then the bytes), index, nmi_masked,
+    /// clock_base_ns (i128 bits, little-endian), synced_ns.
+    fn hash_state(&self, h: &mut StateHasher) {
+        h.write_tag("rtc_cmos");
+        h.write_u32(self.cmos.len() as u32);
+        h.write(&self.cmos);
+        h.write_u8(self.index);
+        h.write_u8(self.nmi_masked as u8);
+        h.write_u128(self.clock_base_ns as u128);
+        h.write_u64(self.synced_ns);
     }
 }
 

@@ -8,6 +8,7 @@
 //! [`TestdevPort`].
 
 use crate::bus::BusDevice;
+use cjemu_replay::{StateHash, StateHasher};
 
 /// Size of the IORAM window.
 pub const IORAM_SIZE: u64 = 0x10000;
@@ -26,6 +27,15 @@ impl Default for TestdevIoramState {
         TestdevIoramState {
             bytes: vec![0; IORAM_SIZE as usize],
         }
+    }
+}
+
+impl StateHash for TestdevIoramState {
+    /// bytes: the length as u32, then the bytes.
+    fn hash_state(&self, h: &mut StateHasher) {
+        h.write_tag("testdev_ioram");
+        h.write_u32(self.bytes.len() as u32);
+        h.write(&self.bytes);
     }
 }
 
@@ -79,6 +89,14 @@ impl BusDevice for TestdevIoram {
 pub struct TestdevPortState {
     /// The 32-bit register, little-endian over its four ports.
     pub data: u32,
+}
+
+impl StateHash for TestdevPortState {
+    /// data, as a u32.
+    fn hash_state(&self, h: &mut StateHasher) {
+        h.write_tag("testdev_port");
+        h.write_u32(self.data);
+    }
 }
 
 /// The scratch register at 0xe0 (and 0xe8): each byte port reads back the
