@@ -196,7 +196,7 @@ impl Machine {
 
     /// The hash of each part of the machine's state (checkpoints).
     pub fn state_parts(&self) -> Vec<(&'static str, u64)> {
-        vec![("cpu+ram", crate::hash::machine_hash(&self.engine))]
+        crate::hash::state_parts(&self.engine, &self.pc.borrow())
     }
 
     /// Service rounds run so far at `icount`.
