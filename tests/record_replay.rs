@@ -321,3 +321,35 @@ fn a_recording_stopped_by_sigint_replays_to_the_same_stop() {
         stderr(&r)
     );
 }
+
+#[test]
+fn a_recording_killed_with_sigkill_replays_to_its_last_frame() {
+    let log = dir().join("sigkill.rr");
+    let mut child = cjemu()
+        .arg("-kernel")
+        .arg(kernel())
+        .args(["-append", "ticks=4000", "-icount", "shift=0"])
+        .args(["--checkpoint-every", "1000", "--record"])
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cjemu runs");
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap(); // SIGKILL: no chance to finish the log
+    child.wait().unwrap();
+    let (_, frames) = read_frames(&log);
+    let last = frames
+        .last()
+        .expect("frames were flushed as written")
+        .icount;
+    assert!(frames.len() > 10, "{} frames", frames.len());
+    let r = replay(&log, &[]);
+    assert_replay_error(&r, "no end record");
+    assert!(
+        stderr(&r).contains(&format!("replayed up to icount {last}")),
+        "{}",
+        stderr(&r)
+    );
+}
