@@ -87,6 +87,7 @@ impl Emu {
             Exit::Halted => End::Other("halted"),
             Exit::Device => End::Other("device access"),
             Exit::TripleFault { .. } => End::Other("triple fault"),
+            Exit::InterruptWindow => End::Other("interrupt window (INTR is never asserted here)"),
         };
         let mut data = vec![0; DATA_SIZE];
         e.mem()
