@@ -251,7 +251,10 @@ impl Engine {
                 let refs: Vec<&Block> = members.iter().map(|b| &**b).collect();
                 let mut r = j.compile_region(&refs, &self.cx.cpu);
                 if r.is_err() && refs.len() > 1 {
-                    log::debug!("region at {:#x} not compiled; trying the block alone", block.key.rip);
+                    log::debug!(
+                        "region at {:#x} not compiled; trying the block alone",
+                        block.key.rip
+                    );
                     r = j.compile_region(&refs[..1], &self.cx.cpu);
                 }
                 r.map_err(|e| log::debug!("block {:#x} not compiled: {e}", block.key.rip))

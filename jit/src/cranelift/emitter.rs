@@ -917,14 +917,10 @@ impl Emitter for ClifEmitter<'_, '_> {
             let l = self.lazy_values(op, true);
             return flags::materialize(self, &l);
         }
-        self.guarded(
-            true,
-            |e, l| flags::materialize(e, l),
-            |e| {
-                let cpu = e.cpu;
-                e.call_helper(e.sigs.rflags, runtime::rflags as *const (), &[cpu])
-            },
-        )
+        self.guarded(true, flags::materialize, |e| {
+            let cpu = e.cpu;
+            e.call_helper(e.sigs.rflags, runtime::rflags as *const (), &[cpu])
+        })
     }
 
     fn set_rflags(&mut self, v: Value) {
