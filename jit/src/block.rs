@@ -132,11 +132,11 @@ pub const MAX_REGION_INSNS: usize = 320;
 
 impl Block {
     /// Where the last instruction may send control, when it is a plain
-    /// direct branch (JMP/Jcc/LOOP/JRCXZ/CALL rel) or the block was cut by
-    /// its length or the page end: the only block ends a compiled region
-    /// may continue from without the engine. Block ends that change
-    /// interrupt acceptability, need the machine or jump indirectly give
-    /// nothing.
+    /// direct branch (JMP/Jcc/LOOP/JRCXZ/CALL rel, with the CALL's return
+    /// site) or the block was cut by its length or the page end: the blocks
+    /// a region grows by. Block ends that change interrupt acceptability,
+    /// need the machine or jump indirectly give nothing (a near RET may
+    /// still stay in the region: see `Block::return_site`).
     pub fn static_successors(&self) -> Vec<u64> {
         let Some(last) = self.insns.last() else {
             return Vec::new();
@@ -154,10 +154,31 @@ impl Block {
         let target = || crate::interp::mask_ip(i.near_branch_target(), bits);
         match i.flow_control() {
             FlowControl::Next if !ends_block(i) => vec![fall],
-            FlowControl::UnconditionalBranch | FlowControl::Call if near => vec![target()],
+            FlowControl::UnconditionalBranch if near => vec![target()],
+            // The return site: a near RET of the region may come back to it.
+            FlowControl::Call if near => vec![target(), fall],
             FlowControl::ConditionalBranch if near => vec![target(), fall],
             _ => Vec::new(),
         }
+    }
+
+    /// The RIP after the last instruction when it is a direct near CALL
+    /// (where the callee's near RET normally returns).
+    pub fn return_site(&self) -> Option<u64> {
+        let i = &self.insns.last()?.i;
+        let direct = matches!(
+            i.op0_kind(),
+            OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+        );
+        (i.flow_control() == FlowControl::Call && direct)
+            .then(|| crate::interp::mask_ip(i.next_ip(), self.key.bitness))
+    }
+
+    /// Is the last instruction a near RET?
+    pub fn ends_in_near_ret(&self) -> bool {
+        self.insns
+            .last()
+            .is_some_and(|i| i.i.mnemonic() == Mnemonic::Ret)
     }
 }
 

@@ -317,3 +317,45 @@ fn mmio_store_in_a_region_loop_returns_after_it() {
         }
     }
 }
+
+/// A loop calling a leaf function on the same page: the CALL, the leaf's
+/// branch and its RET back to the call site all stay inside one region, so
+/// compiled code is entered a handful of times, not once per block; the
+/// results are the interpreter's.
+#[test]
+fn a_leaf_call_and_its_ret_stay_in_the_region() {
+    let code = assemble(|a| {
+        let mut top = a.create_label();
+        let mut leaf = a.create_label();
+        let mut even = a.create_label();
+        a.mov(ecx, 1000u32)?;
+        a.set_label(&mut top)?;
+        a.mov(rdi, rcx)?;
+        a.call(leaf)?;
+        a.add(rbx, rax)?;
+        a.dec(rcx)?;
+        a.jnz(top)?;
+        a.hlt()?;
+        a.set_label(&mut leaf)?;
+        a.lea(rax, ptr(rdi + rdi * 2 + 1))?;
+        a.test(dil, 1)?;
+        a.jz(even)?;
+        a.shr(rax, 1)?;
+        a.set_label(&mut even)?;
+        a.xor(rax, rdi)?;
+        a.ret()
+    });
+    let mut reference = engine(&code, Accel::Interp);
+    assert_eq!(reference.run(1 << 20), Exit::Halted);
+    let mut e = engine(&code, Accel::Jit { threshold: 0 });
+    assert_eq!(e.run(1 << 20), Exit::Halted);
+    assert_eq!(e.cpu().icount, reference.cpu().icount);
+    assert_eq!(e.cpu().gpr, reference.cpu().gpr);
+    // 1000 iterations of 5 blocks each: block by block it would be ~5000.
+    assert!(
+        e.stats.compiled_runs < 20,
+        "compiled code entered {} times",
+        e.stats.compiled_runs
+    );
+    assert!(e.stats.compiled_insns + 10 > e.cpu().icount);
+}

@@ -589,38 +589,6 @@ struct Built {
     links: u64,
 }
 
-/// Where the last instruction of `block` may send control, when it is a
-/// plain direct branch or a fall-through: the only block ends a region may
-/// continue from inside compiled code. Block ends that change interrupt
-/// acceptability, need the machine or transfer control indirectly give
-/// nothing.
-pub fn static_successors(block: &Block) -> Vec<u64> {
-    use iced_x86::{FlowControl, OpKind};
-    let Some(last) = block.insns.last() else {
-        return Vec::new();
-    };
-    let i = &last.i;
-    let bits = block.key.bitness;
-    let fall = mask_ip(i.next_ip(), bits);
-    let near = matches!(
-        i.op0_kind(),
-        OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
-    );
-    if i.is_invalid() {
-        return Vec::new();
-    }
-    match i.flow_control() {
-        FlowControl::Next if !crate::block::ends_block(i) => vec![fall],
-        FlowControl::UnconditionalBranch | FlowControl::Call if near => {
-            vec![mask_ip(i.near_branch_target(), bits)]
-        }
-        FlowControl::ConditionalBranch if near => {
-            vec![mask_ip(i.near_branch_target(), bits), fall]
-        }
-        _ => Vec::new(),
-    }
-}
-
 /// The slots a multi-block region keeps in variables across its edges:
 /// every general register some instruction of the region names (read or
 /// written). Only a cost decision: any set is correct.
@@ -664,6 +632,14 @@ fn emit_region<S: SemSource>(
         .enumerate()
         .map(|(k, blk)| (blk.key.rip, k))
         .collect();
+    // Where a near RET of the region most likely goes: the return sites of
+    // its CALLs that are members (compared at run time, first ones first).
+    let ret_sites: Vec<u64> = blocks
+        .iter()
+        .filter_map(|b| b.return_site())
+        .filter(|r| index.contains_key(r))
+        .take(4)
+        .collect();
     let mut guesses: Vec<Option<CcOp>> = vec![None; blocks.len()];
     guesses[0] = guess;
     let mut e = ClifEmitter::new(b, cpu, ctx, sigs, bits, stack_bits);
@@ -692,10 +668,12 @@ fn emit_region<S: SemSource>(
             .collect();
         e.start_block(ips);
         if emit_insns(&mut e, block, src, &mut helpers)? {
-            let cands = if multi {
-                static_successors(block)
-            } else {
+            let cands = if !multi {
                 Vec::new()
+            } else if block.ends_in_near_ret() {
+                ret_sites.clone()
+            } else {
+                block.static_successors()
             };
             let mut succ = |t: u64, cc: Option<CcOp>| {
                 let &j = index.get(&t)?;
