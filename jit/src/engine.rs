@@ -239,15 +239,11 @@ impl Engine {
         if block.exec_count.get() <= threshold {
             return None;
         }
-        let jit = self.jit.get_or_insert_with(|| {
-            Jit::new()
-                .map_err(|e| log::error!("the JIT cannot start ({e}); interpreting"))
-                .ok()
-        });
         let t0 = Instant::now();
-        let r = match jit {
-            Some(j) => {
-                let members = self.blocks.region(&mut self.cx, block);
+        let members = self.blocks.region(&mut self.cx, block);
+        self.jit_mut();
+        let r = match &mut self.jit {
+            Some(Some(j)) => {
                 let refs: Vec<&Block> = members.iter().map(|b| &**b).collect();
                 let mut r = j.compile_region(&refs, &self.cx.cpu);
                 if r.is_err() && refs.len() > 1 {
@@ -260,7 +256,7 @@ impl Engine {
                 r.map_err(|e| log::debug!("block {:#x} not compiled: {e}", block.key.rip))
                     .ok()
             }
-            None => None,
+            _ => None,
         };
         let ns = t0.elapsed().as_nanos() as u64;
         self.stats.compile_ns += ns;
@@ -457,6 +453,35 @@ impl Engine {
         self.cx.cpu.exit_req = 0;
         self.sync_code_writes();
         r.map_err(|first| Exit::TripleFault { first, rip })
+    }
+
+    /// Make the JIT start a new code module once the current one holds
+    /// `bytes` of code (default `cranelift::DEFAULT_MODULE_LIMIT`); a module
+    /// is freed when every region compiled into it has been dropped (code
+    /// writes, `set_features`). Starts the compiler if needed.
+    pub fn set_jit_module_limit(&mut self, bytes: u64) {
+        if let Some(j) = self.jit_mut() {
+            j.set_module_limit(bytes);
+        }
+    }
+
+    /// JIT code modules freed so far.
+    pub fn jit_modules_freed(&self) -> u64 {
+        self.jit
+            .as_ref()
+            .and_then(|j| j.as_ref())
+            .map_or(0, |j| j.modules_freed())
+    }
+
+    /// The compiler, started on first use (`None` if it cannot start).
+    fn jit_mut(&mut self) -> Option<&mut Jit> {
+        self.jit
+            .get_or_insert_with(|| {
+                Jit::new()
+                    .map_err(|e| log::error!("the JIT cannot start ({e}); interpreting"))
+                    .ok()
+            })
+            .as_mut()
     }
 
     /// Counters of the JIT compiler, if it has been started.

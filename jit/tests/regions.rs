@@ -359,3 +359,51 @@ fn a_leaf_call_and_its_ret_stay_in_the_region() {
     );
     assert!(e.stats.compiled_insns + 10 > e.cpu().icount);
 }
+
+/// Code memory is reclaimed: with a module limit of one byte every region
+/// goes into a module of its own, and a guest that patches its hot loop 20
+/// times drops region after region; their modules are freed, and the run
+/// still ends as the interpreter's.
+#[test]
+fn modules_of_dropped_regions_are_freed() {
+    let build = |patch: u64| {
+        assemble(|a| {
+            let mut outer = a.create_label();
+            let mut inner = a.create_label();
+            a.mov(r8d, 20u32)?;
+            a.mov(rdi, patch)?;
+            a.set_label(&mut outer)?;
+            a.mov(ecx, 50u32)?;
+            a.set_label(&mut inner)?;
+            a.add(rax, 0x1111)?; // low byte of the immediate patched below
+            a.dec(ecx)?;
+            a.jnz(inner)?;
+            a.inc(byte_ptr(rdi))?;
+            a.dec(r8d)?;
+            a.jnz(outer)?;
+            a.hlt()
+        })
+    };
+    let probe = build(0);
+    let imm_at = probe
+        .windows(4)
+        .position(|w| w == [0x11, 0x11, 0, 0])
+        .expect("add rax, 0x1111");
+    let code = build(CODE + imm_at as u64);
+    let mut reference = engine(&code, Accel::Interp);
+    assert_eq!(reference.run(1 << 20), Exit::Halted);
+    // Σ over k = 0..20 of 50 × (0x1111 + k).
+    assert_eq!(reference.cpu().reg(Gpr::Rax), 50 * (20 * 0x1111 + 190));
+    let mut e = engine(&code, Accel::Jit { threshold: 0 });
+    e.set_jit_module_limit(1);
+    assert_eq!(e.run(1 << 20), Exit::Halted);
+    assert_eq!(e.cpu().gpr, reference.cpu().gpr);
+    assert_eq!(e.cpu().icount, reference.cpu().icount);
+    assert!(e.stats.blocks_compiled >= 20, "{}", e.stats.blocks_compiled);
+    assert!(
+        e.jit_modules_freed() >= 19,
+        "{} of {} modules freed",
+        e.jit_modules_freed(),
+        e.stats.blocks_compiled
+    );
+}

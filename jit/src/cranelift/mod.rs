@@ -53,6 +53,9 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::Module;
 use iced_x86::{Instruction, Mnemonic};
 use runtime::JitCtx;
+use std::cell::{Cell, RefCell};
+use std::mem::ManuallyDrop;
+use std::rc::Rc;
 use std::time::Instant;
 
 /// What a compiled block returns.
@@ -131,9 +134,11 @@ type BlockFn = unsafe extern "C" fn(*mut CpuState, *mut JitCtx) -> u64;
 
 /// A region compiled to host code: one block, or a block and the blocks it
 /// reaches by direct branches on the same page (loops), one Cranelift
-/// function entered at the first. The code stays valid for the life of the
-/// process (the JIT never frees code memory, even when dropped).
+/// function entered at the first. The code stays valid while this value
+/// lives (it holds its JIT module).
 pub struct CompiledBlock {
+    /// The module holding the code (freed after the last region in it).
+    _arena: Rc<Arena>,
     func: BlockFn,
     /// One successor link per exit site (status `LINK + k`), for the
     /// engine's lookup of the block that runs next.
@@ -291,11 +296,40 @@ pub struct JitStats {
     pub region_blocks: u64,
     /// Longest compilation of one region, nanoseconds.
     pub max_compile_ns: u64,
+    /// JIT modules started after the first (see [`Jit::set_module_limit`]).
+    pub modules: u64,
 }
+
+/// A Cranelift JIT module and the code compiled into it. Every region
+/// compiled into it holds it (`Rc`), so its memory is freed when the last
+/// of them is dropped and the compiler has moved on to a newer module
+/// (cranelift-jit cannot free single functions).
+struct Arena {
+    module: RefCell<ManuallyDrop<JITModule>>,
+    /// Modules freed so far (shared by all arenas of one compiler).
+    freed: Rc<Cell<u64>>,
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: no region of this module is left (each holds the arena),
+        // so none of its functions runs or is called again.
+        unsafe { ManuallyDrop::take(self.module.get_mut()).free_memory() };
+        self.freed.set(self.freed.get() + 1);
+    }
+}
+
+/// Code bytes after which the compiler starts a new module (so the old one
+/// can be freed once its regions are dropped).
+pub const DEFAULT_MODULE_LIMIT: u64 = 16 << 20;
 
 /// The compiler: a Cranelift JIT module and reusable contexts.
 pub struct Jit {
-    module: JITModule,
+    arena: Rc<Arena>,
+    isa: cranelift_codegen::isa::OwnedTargetIsa,
+    /// Code bytes in the current module, and the limit that starts a new one.
+    arena_bytes: u64,
+    module_limit: u64,
     fctx: FunctionBuilderContext,
     ctx: Context,
     sig_block: Signature,
@@ -344,10 +378,7 @@ impl Jit {
             .map_err(|e| cg(&e))?
             .finish(settings::Flags::new(fb))
             .map_err(|e| cg(&e))?;
-        let module = JITModule::new(JITBuilder::with_isa(
-            isa,
-            cranelift_module::default_libcall_names(),
-        ));
+        let module = new_module(&isa);
         let sig = |params: usize| {
             let mut s = module.make_signature();
             s.params.extend((0..params).map(|_| AbiParam::new(I64)));
@@ -363,9 +394,38 @@ impl Jit {
             sig_exec: sig(3),
             ctx: module.make_context(),
             fctx: FunctionBuilderContext::new(),
-            module,
+            arena: Rc::new(Arena {
+                module: RefCell::new(ManuallyDrop::new(module)),
+                freed: Rc::default(),
+            }),
+            isa,
+            arena_bytes: 0,
+            module_limit: DEFAULT_MODULE_LIMIT,
             stats: JitStats::default(),
         })
+    }
+
+    /// Start a new module once the current one holds `bytes` of code
+    /// (tests use small limits).
+    pub fn set_module_limit(&mut self, bytes: u64) {
+        self.module_limit = bytes;
+    }
+
+    /// Compile into a new module from now on; the current one is freed
+    /// when its last region is dropped.
+    fn rotate(&mut self) {
+        let freed = self.arena.freed.clone();
+        self.arena = Rc::new(Arena {
+            module: RefCell::new(ManuallyDrop::new(new_module(&self.isa))),
+            freed,
+        });
+        self.arena_bytes = 0;
+        self.stats.modules += 1;
+    }
+
+    /// JIT modules freed so far (their regions all dropped).
+    pub fn modules_freed(&self) -> u64 {
+        self.arena.freed.get()
     }
 
     /// Compile `block` with the engine's semantics. 16/32-bit code is
@@ -430,7 +490,7 @@ impl Jit {
         let built = self.build(blocks, src, stack_bits, guess)?;
         self.stats.build_ns += t0.elapsed().as_nanos() as u64;
         let r = self.finish();
-        self.module.clear_context(&mut self.ctx);
+        self.arena.module.borrow_mut().clear_context(&mut self.ctx);
         let (func, code_size) = r?;
         self.stats.blocks += 1;
         self.stats.region_blocks += blocks.len() as u64;
@@ -438,7 +498,13 @@ impl Jit {
         self.stats.compile_ns += ns;
         self.stats.max_compile_ns = self.stats.max_compile_ns.max(ns);
         self.stats.code_bytes += code_size as u64;
+        let arena = self.arena.clone();
+        self.arena_bytes += code_size as u64;
+        if self.arena_bytes >= self.module_limit {
+            self.rotate();
+        }
         Ok(CompiledBlock {
+            _arena: arena,
             func,
             links: (0..built.links).map(|_| Default::default()).collect(),
             blocks: blocks.len(),
@@ -472,26 +538,26 @@ impl Jit {
         };
         self.build(blocks, &StandardSemantics, sb, guess)?;
         let text = self.ctx.func.display().to_string();
-        self.module.clear_context(&mut self.ctx);
+        self.arena.module.borrow_mut().clear_context(&mut self.ctx);
         Ok(text)
     }
 
     /// Generate machine code for the function in `self.ctx`.
     fn finish(&mut self) -> Result<(BlockFn, usize), JitError> {
         let cg = |e: cranelift_module::ModuleError| JitError::Codegen(format!("{e:?}"));
-        let id = self
-            .module
+        let mut module = self.arena.module.borrow_mut();
+        let id = module
             .declare_anonymous_function(&self.sig_block)
             .map_err(cg)?;
-        self.module.define_function(id, &mut self.ctx).map_err(cg)?;
+        module.define_function(id, &mut self.ctx).map_err(cg)?;
         let size = self
             .ctx
             .compiled_code()
             .map_or(0, |c| c.code_buffer().len());
         let t0 = Instant::now();
-        self.module.finalize_definitions().map_err(cg)?;
+        module.finalize_definitions().map_err(cg)?;
         self.stats.finalize_ns += t0.elapsed().as_nanos() as u64;
-        let ptr = self.module.get_finalized_function(id);
+        let ptr = module.get_finalized_function(id);
         // SAFETY: the function was built with `sig_block`, which is this
         // type under the host's default (C) calling convention.
         let func = unsafe { std::mem::transmute::<*const u8, BlockFn>(ptr) };
@@ -510,9 +576,9 @@ impl Jit {
         if blocks.is_empty() || blocks.iter().any(|b| b.insns.is_empty()) {
             return Err(JitError::Internal("empty block".into()));
         }
-        self.module.clear_context(&mut self.ctx);
+        self.arena.module.borrow_mut().clear_context(&mut self.ctx);
         self.ctx.func.signature = self.sig_block.clone();
-        let config = self.module.target_config();
+        let config = self.arena.module.borrow().target_config();
         let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
         let sigs = emitter::Sigs {
             load: b.import_signature(self.sig_load.clone()),
@@ -529,11 +595,18 @@ impl Jit {
             Err(e) => {
                 // The builder was not finalized: start its context afresh.
                 self.fctx = FunctionBuilderContext::new();
-                self.module.clear_context(&mut self.ctx);
+                self.arena.module.borrow_mut().clear_context(&mut self.ctx);
                 Err(e)
             }
         }
     }
+}
+
+fn new_module(isa: &cranelift_codegen::isa::OwnedTargetIsa) -> JITModule {
+    JITModule::new(JITBuilder::with_isa(
+        isa.clone(),
+        cranelift_module::default_libcall_names(),
+    ))
 }
 
 /// Instructions that raise #UD whatever the semantics table says, as the
