@@ -24,7 +24,7 @@ use crate::exception::Exception;
 use crate::flags::{self, CcOp, Cond, FlagSet, Lazy, RFLAGS_FIXED, RFLAGS_WRITABLE};
 use crate::interp::mask_ip;
 use crate::state::{offset_of_field, Field, Gpr, Seg};
-use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::condcodes::{CondCode, IntCC};
 use cranelift_codegen::ir::types::{I16, I32, I64, I8};
 use cranelift_codegen::ir::{
     Block, BlockArg, InstBuilder, InstructionData, MemFlagsData, Opcode, SigRef, Type, Value,
@@ -385,6 +385,25 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
         self.b.switch_to_block(leave);
         self.exit_linked(rip);
         self.b.switch_to_block(stay);
+        // A Jcc's RIP is `select(c, target, fall-through)`: branch on `c`.
+        if let Some((c, x, y)) = self.select_of_consts(rip) {
+            let find = |t: u64| inside.iter().find(|p| p.0 == t).map(|p| p.1);
+            let (bx, by) = (find(x), find(y));
+            let ex = bx.unwrap_or_else(|| self.b.create_block());
+            let ey = by.unwrap_or_else(|| self.b.create_block());
+            let c = self.truthy(c);
+            self.b.ins().brif(c, ex, &[], ey, &[]);
+            for (b, t, new) in [(ex, x, bx.is_none()), (ey, y, by.is_none())] {
+                if new {
+                    self.b.seal_block(b);
+                    self.b.set_cold_block(b);
+                    self.b.switch_to_block(b);
+                    let r = self.k(t);
+                    self.exit_linked(r);
+                }
+            }
+            return;
+        }
         for (t, entry) in inside {
             if konst.is_some() {
                 self.b.ins().jump(entry, &[]);
@@ -710,6 +729,46 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
         None
     }
 
+    /// `(c, x, y)` when `v` is `select(c, x, y)` of two constants.
+    fn select_of_consts(&self, v: Value) -> Option<(Value, u64, u64)> {
+        let dfg = &self.b.func.dfg;
+        let ValueDef::Result(inst, 0) = dfg.value_def(v) else {
+            return None;
+        };
+        if dfg.insts[inst].opcode() != Opcode::Select {
+            return None;
+        }
+        let args = dfg.inst_args(inst);
+        let (c, x, y) = (args[0], args[1], args[2]);
+        Some((c, self.konst(x)?, self.konst(y)?))
+    }
+
+    /// `uextend(icmp cc a b)` as `(cc, a, b)`.
+    fn extended_compare(&self, v: Value) -> Option<(IntCC, Value, Value)> {
+        let dfg = &self.b.func.dfg;
+        let ValueDef::Result(inst, 0) = dfg.value_def(v) else {
+            return None;
+        };
+        let InstructionData::Unary {
+            opcode: Opcode::Uextend,
+            arg,
+        } = dfg.insts[inst]
+        else {
+            return None;
+        };
+        let ValueDef::Result(src, 0) = dfg.value_def(arg) else {
+            return None;
+        };
+        match dfg.insts[src] {
+            InstructionData::IntCompare {
+                opcode: Opcode::Icmp,
+                cond,
+                args,
+            } => Some((cond, args[0], args[1])),
+            _ => None,
+        }
+    }
+
     fn k(&mut self, v: u64) -> Value {
         self.b.ins().iconst(I64, v as i64)
     }
@@ -796,7 +855,20 @@ impl Ops for ClifEmitter<'_, '_> {
     });
     binop!(and, band, |a, b| a & b);
     binop!(or, bor, |a, b| a | b);
-    binop!(xor, bxor, |a, b| a ^ b);
+    /// A 0/1 compare result XOR 1 (the odd conditions) is the inverse
+    /// compare, which `truthy` then hands to the branch as it is.
+    fn xor(&mut self, a: Value, b: Value) -> Value {
+        if let (Some(x), Some(y)) = (self.konst(a), self.konst(b)) {
+            return self.k(x ^ y);
+        }
+        if self.konst(b) == Some(1) {
+            if let Some((cc, l, r)) = self.extended_compare(a) {
+                let c = self.b.ins().icmp(cc.complement(), l, r);
+                return self.b.ins().uextend(I64, c);
+            }
+        }
+        self.b.ins().bxor(a, b)
+    }
     unop!(not, bnot, |a| !a);
     unop!(neg, ineg, |a| a.wrapping_neg());
     // Cranelift masks shift and rotate amounts to the type width (63),
