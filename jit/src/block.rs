@@ -485,7 +485,9 @@ impl BlockCache {
     /// engine's lookup would return at its RIP. Members not cached yet are
     /// decoded (from the same physical page: no page walk, no guest-visible
     /// effect).
-    pub fn region(&mut self, cx: &mut Interp, head: &Rc<Block>) -> Vec<Rc<Block>> {
+    /// With `hot_only`, only blocks that have run (cached, entered at least
+    /// once) join: paths never taken stay out of the compiled code.
+    pub fn region(&mut self, cx: &mut Interp, head: &Rc<Block>, hot_only: bool) -> Vec<Rc<Block>> {
         let mut out = vec![head.clone()];
         let key0 = head.key;
         let lin_of = |rip: u64| {
@@ -518,6 +520,7 @@ impl BlockCache {
                 let phys = (head.phys & !0xfff) | (lin & 0xfff);
                 let b = match self.map.get(&key) {
                     Some(b) if b.phys == phys => b.clone(),
+                    _ if hot_only => continue,
                     _ => match decode_block(cx, key, lin, phys) {
                         Ok(b) => {
                             let slot = Self::slot(&key);
@@ -526,7 +529,10 @@ impl BlockCache {
                         Err(_) => continue,
                     },
                 };
-                if b.pages[1] != u64::MAX || insns + b.insns.len() > MAX_REGION_INSNS {
+                if b.pages[1] != u64::MAX
+                    || insns + b.insns.len() > MAX_REGION_INSNS
+                    || hot_only && b.exec_count.get() == 0
+                {
                     continue;
                 }
                 insns += b.insns.len();

@@ -97,7 +97,8 @@ pub struct EngineConfig {
 /// Counters for `--stats`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EngineStats {
-    /// Blocks entered.
+    /// Blocks entered from the engine loop (edges taken inside a compiled
+    /// region are not counted).
     pub blocks_run: u64,
     /// Exceptions raised.
     pub exceptions: u64,
@@ -240,7 +241,9 @@ impl Engine {
             return None;
         }
         let t0 = Instant::now();
-        let members = self.blocks.region(&mut self.cx, block);
+        // Past a threshold, the region keeps to blocks that ran; at 0 (first
+        // sight) nothing has run yet.
+        let members = self.blocks.region(&mut self.cx, block, threshold > 0);
         self.jit_mut();
         let r = match &mut self.jit {
             Some(Some(j)) => {

@@ -14,6 +14,13 @@
 //!   calls a runtime helper.
 //! - Counting: the block adds its instruction count once at entry; every
 //!   exit before the end subtracts what did not retire.
+//! - Regions (several blocks in one function, see `super::emit_region`):
+//!   each member block starts from the same compile-time state
+//!   ([`ClifEmitter::set_entry_state`]): the region's *carried* slots in
+//!   variables, the lazy flags in variables (`Dynamic`, with a guessed
+//!   operation that `cond`/`rflags` test at run time before inlining its
+//!   formula). An edge ([`ClifEmitter::prepare_edge`]) makes the state
+//!   match it; exits return `status::LINK + k`.
 
 use super::runtime;
 use super::status;
@@ -67,12 +74,6 @@ pub(crate) struct Sigs {
     pub cond: SigRef,
     pub rflags: SigRef,
     pub exec: SigRef,
-}
-
-/// Where RIP points when the block is left.
-#[derive(Clone, Copy)]
-enum RipAt {
-    Const(u64),
 }
 
 /// Memory flags for `CpuState` fields: aligned, never trapping.
@@ -259,9 +260,8 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
     /// Make the state at this point what every member block's entry
     /// expects (see [`ClifEmitter::set_entry_state`] with a dynamic lazy
     /// state): carried slots defined, other written slots stored, the lazy
-    /// flags in their variables. Returns the statically known flags
-    /// operation, if any (a guess for the successor).
-    pub(crate) fn prepare_edge(&mut self) -> Option<CcOp> {
+    /// flags in their variables.
+    pub(crate) fn prepare_edge(&mut self) {
         for s in 0..SLOTS {
             if self.carried[s] {
                 if self.slot[s] == Slot::Untouched {
@@ -276,14 +276,9 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
                 self.dirty[s] = false;
             }
         }
-        match self.cc {
-            CcState::InMemory => {
-                self.load_cc_vars();
-                self.cc = CcState::Dynamic;
-                None
-            }
-            CcState::Known(op) => Some(op),
-            CcState::Dynamic => None,
+        if self.cc == CcState::InMemory {
+            self.load_cc_vars();
+            self.cc = CcState::Dynamic;
         }
     }
 
@@ -612,12 +607,12 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
         self.b.switch_to_block(b);
         let st = self.b.block_params(b)[0];
         let adj = (self.n - k) as u64;
-        self.emit_exit(RipAt::Const(self.ips[k]), adj, st);
+        self.emit_exit(self.ips[k], adj, st);
     }
 
     /// Store everything the block changed, correct the counts by the `adj`
     /// instructions that did not retire, and return `status`.
-    fn emit_exit(&mut self, rip: RipAt, adj: u64, status: Value) {
+    fn emit_exit(&mut self, rip: u64, adj: u64, status: Value) {
         for s in 0..SLOTS {
             if self.dirty[s] {
                 let v = self.b.use_var(self.vars[s]);
@@ -625,8 +620,7 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
             }
         }
         self.store_cc();
-        let RipAt::Const(a) = rip;
-        let rip = self.b.ins().iconst(I64, a as i64);
+        let rip = self.b.ins().iconst(I64, rip as i64);
         self.store_field(Field::Rip, rip);
         if adj != 0 {
             let ic = self.load_field(Field::Icount);

@@ -5,6 +5,13 @@
 //! -> u64` (a [`status`]). [`runtime::JitCtx`] carries the `Interp` the
 //! slow-path helpers need and the slot where they report a fault.
 //!
+//! The engine compiles *regions*: an entry block and blocks it reaches by
+//! direct branches on its page ([`Jit::compile_region`], DESIGN.md
+//! "Regions"), one function whose internal edges are jumps. Everything
+//! below holds for each member block; between members the code checks the
+//! budget (the next block's count), `exit_req` and `intr`, and leaves with
+//! the state complete otherwise.
+//!
 //! Contract with the engine (see DESIGN.md "icount"):
 //! - A block whose instruction count exceeds `cpu.budget` is not entered
 //!   ([`JitExit::NotEntered`]); nothing changes, the interpreter goes on.
