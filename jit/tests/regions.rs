@@ -407,3 +407,168 @@ fn modules_of_dropped_regions_are_freed() {
         e.stats.blocks_compiled
     );
 }
+
+// ---- random branchy programs --------------------------------------------------
+
+/// A small deterministic generator (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const WORK: [AsmRegister64; 4] = [rax, rbx, rdx, rsi];
+
+/// One random instruction on the work registers, the data area (R8) and
+/// the stack: ALU ops that set, keep (INC/DEC: CF) or read flags
+/// (ADC/SBB/SETcc/CMOVcc), shifts (by 0 too), memory operands, PUSH/POP
+/// pairs and a DIV by an odd divisor (a helper).
+fn random_insn(a: &mut CodeAssembler, r: &mut Rng) -> Result<(), IcedError> {
+    let x = WORK[r.below(4) as usize];
+    let y = WORK[r.below(4) as usize];
+    let imm = r.below(200) as i32 - 100;
+    let slot = qword_ptr(r8 + (r.below(32) * 8) as i32);
+    match r.below(16) {
+        0 => a.add(x, y),
+        1 => a.sub(x, imm),
+        2 => a.xor(x, y),
+        3 => a.and(x, imm),
+        4 => a.inc(x),
+        5 => a.dec(x),
+        6 => a.adc(x, y),
+        7 => a.sbb(x, imm),
+        8 => a.shl(x, cl),
+        9 => {
+            a.cmp(x, y)?;
+            a.setb(cl)
+        }
+        10 => a.cmovg(x, y),
+        11 => a.add(slot, x),
+        12 => a.mov(x, slot),
+        13 => {
+            a.push(x)?;
+            a.pop(y)
+        }
+        14 => {
+            a.mov(rdi, x)?;
+            a.or(rdi, 1)?;
+            a.push(rax)?;
+            a.push(rdx)?;
+            a.xor(edx, edx)?;
+            a.mov(rax, y)?;
+            a.div(rdi)?;
+            a.mov(rdi, rdx)?;
+            a.pop(rdx)?;
+            a.pop(rax)?;
+            a.add(x, rdi)
+        }
+        _ => a.test(x, y),
+    }
+}
+
+/// A random program of `n` blocks on one page. Each block spends one unit
+/// of fuel (R15; `DEC` keeps CF, so flags of the block before reach the
+/// next block's reads), runs a few random instructions and ends in a
+/// random Jcc to any block (back edges make loops) or a CALL of a leaf
+/// that returns; fuel out ends the program.
+fn random_program(seed: u64) -> Vec<u8> {
+    let mut r = Rng(seed);
+    let n = 3 + r.below(6) as usize;
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut labels: Vec<CodeLabel> = (0..n).map(|_| a.create_label()).collect();
+    let mut done = a.create_label();
+    let mut leaf = a.create_label();
+    (|| -> Result<(), IcedError> {
+        a.mov(r15d, 300u32)?;
+        a.mov(r8, DATA)?;
+        a.mov(rax, r.next())?;
+        a.mov(rbx, r.next())?;
+        a.mov(ecx, r.below(70) as u32)?;
+        for k in 0..n {
+            a.set_label(&mut labels[k])?;
+            a.dec(r15d)?;
+            a.jz(done)?;
+            for _ in 0..1 + r.below(5) {
+                random_insn(&mut a, &mut r)?;
+            }
+            match r.below(4) {
+                0 => a.call(leaf)?,
+                1 => a.jmp(labels[r.below(n as u64) as usize])?,
+                _ => {
+                    let t = labels[r.below(n as u64) as usize];
+                    match r.below(4) {
+                        0 => a.jb(t)?,
+                        1 => a.jne(t)?,
+                        2 => a.jle(t)?,
+                        _ => a.jns(t)?,
+                    }
+                }
+            }
+        }
+        a.jmp(labels[0])?;
+        a.set_label(&mut leaf)?;
+        a.add(rsi, rax)?;
+        a.ret()?;
+        a.set_label(&mut done)?;
+        a.hlt()
+    })()
+    .unwrap();
+    a.assemble(CODE).unwrap()
+}
+
+/// Random branchy programs run on the interpreter and on the JIT (regions
+/// at first sight, after one and after two entries), unsliced and in
+/// slices of a few odd budgets: registers, flags, RIP, data and the count
+/// must be the interpreter's.
+#[test]
+fn random_branchy_programs_match_the_interpreter() {
+    let cases = std::env::var("CJEMU_REGION_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60u64);
+    let mut compiled = 0;
+    for seed in 0..cases {
+        let code = random_program(0x5eed_0000 + seed);
+        let mut reference = engine(&code, Accel::Interp);
+        assert_eq!(reference.run(1 << 24), Exit::Halted, "seed {seed}");
+        let want = outcome(&reference);
+        for accel in &TIERS[1..] {
+            for budget in [1 << 24, 7, 61] {
+                let mut e = engine(&code, *accel);
+                loop {
+                    match e.run(budget) {
+                        Exit::BudgetExhausted => continue,
+                        Exit::Halted => break,
+                        x => panic!("seed {seed} {accel:?} budget {budget}: {x:?}"),
+                    }
+                }
+                let got = outcome(&e);
+                assert!(
+                    got == want,
+                    "seed {seed} {accel:?} budget {budget}: icount {} vs {}, rip {:#x} vs {:#x}, \
+                     regs {:x?} vs {:x?}, flags {:#x} vs {:#x}, data equal {}",
+                    got.0,
+                    want.0,
+                    got.2,
+                    want.2,
+                    got.1,
+                    want.1,
+                    got.3,
+                    want.3,
+                    got.4 == want.4
+                );
+                compiled += e.stats.region_blocks;
+            }
+        }
+    }
+    assert!(compiled > cases, "regions were compiled");
+}
