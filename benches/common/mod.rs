@@ -78,6 +78,71 @@ pub fn mixed_loop() -> Vec<u8> {
     a.assemble(LOAD).unwrap()
 }
 
+/// Nested loops (a 3-deep counter nest with a short inner body): the
+/// inner loop's exits and the outer loops' heads stay inside one region.
+pub fn nested_loops() -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut outer = a.create_label();
+    let mut middle = a.create_label();
+    let mut inner = a.create_label();
+    (|| -> Result<(), IcedError> {
+        a.mov(r8d, 50u32)?;
+        a.xor(eax, eax)?;
+        a.mov(rdi, DATA)?;
+        a.set_label(&mut outer)?;
+        a.mov(r9d, 40u32)?;
+        a.set_label(&mut middle)?;
+        a.mov(ecx, 25u32)?;
+        a.set_label(&mut inner)?;
+        a.add(rax, rcx)?;
+        a.imul_3(rdx, rax, 7)?;
+        a.xor(rax, rdx)?;
+        a.mov(qword_ptr(rdi + rcx * 8), rax)?;
+        a.dec(ecx)?;
+        a.jnz(inner)?;
+        a.add(rax, r9)?;
+        a.dec(r9d)?;
+        a.jnz(middle)?;
+        a.dec(r8d)?;
+        a.jnz(outer)?;
+        a.hlt()
+    })()
+    .unwrap();
+    a.assemble(LOAD).unwrap()
+}
+
+/// A loop calling a small leaf function (CALL rel in, RET out) that has a
+/// branch of its own.
+pub fn call_loop() -> Vec<u8> {
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut top = a.create_label();
+    let mut func = a.create_label();
+    let mut even = a.create_label();
+    (|| -> Result<(), IcedError> {
+        a.mov(ecx, ITERATIONS)?;
+        a.mov(rsp, DATA + 0x8000)?;
+        a.xor(eax, eax)?;
+        a.xor(ebx, ebx)?;
+        a.set_label(&mut top)?;
+        a.mov(rdi, rcx)?;
+        a.call(func)?;
+        a.add(rbx, rax)?;
+        a.dec(rcx)?;
+        a.jnz(top)?;
+        a.hlt()?;
+        a.set_label(&mut func)?;
+        a.lea(rax, ptr(rdi + rdi * 2 + 1))?;
+        a.test(dil, 1)?;
+        a.jz(even)?;
+        a.shr(rax, 1)?;
+        a.set_label(&mut even)?;
+        a.xor(rax, rdi)?;
+        a.ret()
+    })()
+    .unwrap();
+    a.assemble(LOAD).unwrap()
+}
+
 pub fn engine(code: &[u8], accel: Accel) -> Engine {
     let mut e = Engine::new(16 << 20).unwrap();
     e.config.accel = accel;

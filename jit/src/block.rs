@@ -102,7 +102,7 @@ pub struct Block {
 /// lookup would hit the TLB, with no page walk, and find the same physical
 /// address).
 #[derive(Clone, Copy)]
-struct Link {
+pub struct Link {
     gen: u64,
     host: u64,
     /// `block.key`, kept here so the check needs no load from the block.
@@ -122,6 +122,63 @@ impl Default for Link {
             },
             block: std::ptr::null(),
         }
+    }
+}
+
+/// Most blocks in one region.
+pub const MAX_REGION_BLOCKS: usize = 16;
+/// Most instructions in one region (compile time grows with its size).
+pub const MAX_REGION_INSNS: usize = 320;
+
+impl Block {
+    /// Where the last instruction may send control, when it is a plain
+    /// direct branch (JMP/Jcc/LOOP/JRCXZ/CALL rel, with the CALL's return
+    /// site) or the block was cut by its length or the page end: the blocks
+    /// a region grows by. Block ends that change interrupt acceptability,
+    /// need the machine or jump indirectly give nothing (a near RET may
+    /// still stay in the region: see `Block::return_site`).
+    pub fn static_successors(&self) -> Vec<u64> {
+        let Some(last) = self.insns.last() else {
+            return Vec::new();
+        };
+        let i = &last.i;
+        let bits = self.key.bitness;
+        let fall = crate::interp::mask_ip(i.next_ip(), bits);
+        let near = matches!(
+            i.op0_kind(),
+            OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+        );
+        if i.is_invalid() {
+            return Vec::new();
+        }
+        let target = || crate::interp::mask_ip(i.near_branch_target(), bits);
+        match i.flow_control() {
+            FlowControl::Next if !ends_block(i) => vec![fall],
+            FlowControl::UnconditionalBranch if near => vec![target()],
+            // The return site: a near RET of the region may come back to it.
+            FlowControl::Call if near => vec![target(), fall],
+            FlowControl::ConditionalBranch if near => vec![target(), fall],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The RIP after the last instruction when it is a direct near CALL
+    /// (where the callee's near RET normally returns).
+    pub fn return_site(&self) -> Option<u64> {
+        let i = &self.insns.last()?.i;
+        let direct = matches!(
+            i.op0_kind(),
+            OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+        );
+        (i.flow_control() == FlowControl::Call && direct)
+            .then(|| crate::interp::mask_ip(i.next_ip(), self.key.bitness))
+    }
+
+    /// Is the last instruction a near RET?
+    pub fn ends_in_near_ret(&self) -> bool {
+        self.insns
+            .last()
+            .is_some_and(|i| i.i.mnemonic() == Mnemonic::Ret)
     }
 }
 
@@ -316,9 +373,20 @@ impl BlockCache {
     /// that very block), only cheaper.
     #[inline(always)]
     pub fn get_linked(&mut self, cx: &mut Interp, prev: &Block) -> Result<Rc<Block>, Exception> {
+        let rip = cx.cpu.rip;
+        self.get_via(cx, &prev.succ[(rip == prev.fallthrough) as usize])
+    }
+
+    /// The block at the CPU's current RIP, as [`BlockCache::get`] returns
+    /// it, through the successor link `cell` (updated on a miss).
+    #[inline(always)]
+    pub fn get_via(
+        &mut self,
+        cx: &mut Interp,
+        cell: &std::cell::Cell<Link>,
+    ) -> Result<Rc<Block>, Exception> {
         let (key, lin) = Self::key_of(cx);
         let host = cx.cpu.tlb.host_exec(lin).map_or(0, |p| p as u64);
-        let cell = &prev.succ[(key.rip == prev.fallthrough) as usize];
         let link = cell.get();
         if link.gen == self.gen && link.host == host && link.key == key {
             // SAFETY: the generation has not moved since the link was made,
@@ -379,6 +447,13 @@ impl BlockCache {
             }
         }
         let block = Rc::new(decode_block(cx, key, lin, phys)?);
+        Ok(self.insert(cx, block, slot))
+    }
+
+    /// Enter a freshly decoded block in the cache (its pages marked as
+    /// holding code).
+    fn insert(&mut self, cx: &mut Interp, block: Rc<Block>, slot: usize) -> Rc<Block> {
+        let key = block.key;
         self.decoded += 1;
         for &p in block.pages.iter() {
             if p != u64::MAX {
@@ -397,7 +472,75 @@ impl BlockCache {
             self.gen += 1; // the old block for this key (another phys) is gone
         }
         self.fast[slot] = Some(block.clone());
-        Ok(block)
+        block
+    }
+
+    /// The blocks of a region entered at `head`: `head`, then the blocks
+    /// reached from it by static successors (breadth first), as long as
+    /// they start on the linear page of `head`'s first byte and lie wholly
+    /// on it. While compiled code runs, nothing changes the code TLB entry
+    /// of that page without asking to leave (CR3 writes, INVLPG and mode
+    /// changes end their block with `exit_req`), and a write to the page
+    /// drops `head` and with it the region; so each member is what the
+    /// engine's lookup would return at its RIP. Members not cached yet are
+    /// decoded (from the same physical page: no page walk, no guest-visible
+    /// effect).
+    /// With `hot_only`, only blocks that have run (cached, entered at least
+    /// once) join: paths never taken stay out of the compiled code.
+    pub fn region(&mut self, cx: &mut Interp, head: &Rc<Block>, hot_only: bool) -> Vec<Rc<Block>> {
+        let mut out = vec![head.clone()];
+        let key0 = head.key;
+        let lin_of = |rip: u64| {
+            let lin = key0.cs_base.wrapping_add(rip);
+            if key0.bitness == 64 {
+                lin
+            } else {
+                lin & 0xffff_ffff
+            }
+        };
+        let page = lin_of(key0.rip) >> 12;
+        if !cx.mem.page_is_ram(GuestPhysAddr(head.phys)) {
+            return out;
+        }
+        let mut insns = head.insns.len();
+        let mut k = 0;
+        while k < out.len() && out.len() < MAX_REGION_BLOCKS {
+            for t in out[k].static_successors() {
+                let lin = lin_of(t);
+                // A block starting in the page's last 15 bytes might need
+                // the next page to decode its first instruction.
+                if lin >> 12 != page
+                    || lin & 0xfff > 0x1000 - 15
+                    || out.iter().any(|b| b.key.rip == t)
+                    || out.len() >= MAX_REGION_BLOCKS
+                {
+                    continue;
+                }
+                let key = BlockKey { rip: t, ..key0 };
+                let phys = (head.phys & !0xfff) | (lin & 0xfff);
+                let b = match self.map.get(&key) {
+                    Some(b) if b.phys == phys => b.clone(),
+                    _ if hot_only => continue,
+                    _ => match decode_block(cx, key, lin, phys) {
+                        Ok(b) => {
+                            let slot = Self::slot(&key);
+                            self.insert(cx, Rc::new(b), slot)
+                        }
+                        Err(_) => continue,
+                    },
+                };
+                if b.pages[1] != u64::MAX
+                    || insns + b.insns.len() > MAX_REGION_INSNS
+                    || hot_only && b.exec_count.get() == 0
+                {
+                    continue;
+                }
+                insns += b.insns.len();
+                out.push(b);
+            }
+            k += 1;
+        }
+        out
     }
 
     /// Drop every block decoded from one of `pages`.

@@ -97,18 +97,28 @@ pub struct EngineConfig {
 /// Counters for `--stats`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EngineStats {
-    /// Blocks entered.
+    /// Blocks entered from the engine loop (edges taken inside a compiled
+    /// region are not counted).
     pub blocks_run: u64,
     /// Exceptions raised.
     pub exceptions: u64,
-    /// Blocks compiled by the JIT.
+    /// Regions compiled by the JIT (one Cranelift function each: an entry
+    /// block and the blocks of its page it reaches by direct branches).
     pub blocks_compiled: u64,
+    /// Blocks inside the compiled regions (a block may be in several).
+    pub region_blocks: u64,
     /// Blocks the JIT could not compile (interpreted instead).
     pub compile_failures: u64,
-    /// Time spent compiling (failures included), nanoseconds.
+    /// Time spent compiling (failures included), nanoseconds; per region:
+    /// `compile_ns / (blocks_compiled + compile_failures)` on average.
     pub compile_ns: u64,
-    /// Block entries run as compiled code.
+    /// The longest compilation of one region, nanoseconds.
+    pub compile_ns_max: u64,
+    /// Entries into compiled code.
     pub compiled_runs: u64,
+    /// Instructions retired by compiled code (the rest of `icount` was
+    /// interpreted): the share of guest work each tier did.
+    pub compiled_insns: u64,
 }
 
 /// The CPU engine.
@@ -219,8 +229,10 @@ impl Engine {
     }
 
     /// The compiled form of `block`, compiling it now if it has been
-    /// entered `threshold` times before this entry. `None`: interpret it.
-    fn compiled<'b>(&mut self, block: &'b Block, threshold: u64) -> Option<&'b CompiledBlock> {
+    /// entered `threshold` times before this entry: as the entry of a
+    /// region (see `BlockCache::region`), or alone when the region does not
+    /// compile. `None`: interpret it.
+    fn compiled<'b>(&mut self, block: &'b Rc<Block>, threshold: u64) -> Option<&'b CompiledBlock> {
         if let Some(c) = block.compiled.get() {
             return c.as_ref();
         }
@@ -228,22 +240,35 @@ impl Engine {
         if block.exec_count.get() <= threshold {
             return None;
         }
-        let jit = self.jit.get_or_insert_with(|| {
-            Jit::new()
-                .map_err(|e| log::error!("the JIT cannot start ({e}); interpreting"))
-                .ok()
-        });
         let t0 = Instant::now();
-        let r = match jit {
-            Some(j) => j
-                .compile_for(block, &self.cx.cpu)
-                .map_err(|e| log::debug!("block {:#x} not compiled: {e}", block.key.rip))
-                .ok(),
-            None => None,
+        // Past a threshold, the region keeps to blocks that ran; at 0 (first
+        // sight) nothing has run yet.
+        let members = self.blocks.region(&mut self.cx, block, threshold > 0);
+        self.jit_mut();
+        let r = match &mut self.jit {
+            Some(Some(j)) => {
+                let refs: Vec<&Block> = members.iter().map(|b| &**b).collect();
+                let mut r = j.compile_region(&refs, &self.cx.cpu);
+                if r.is_err() && refs.len() > 1 {
+                    log::debug!(
+                        "region at {:#x} not compiled; trying the block alone",
+                        block.key.rip
+                    );
+                    r = j.compile_region(&refs[..1], &self.cx.cpu);
+                }
+                r.map_err(|e| log::debug!("block {:#x} not compiled: {e}", block.key.rip))
+                    .ok()
+            }
+            _ => None,
         };
-        self.stats.compile_ns += t0.elapsed().as_nanos() as u64;
-        match r {
-            Some(_) => self.stats.blocks_compiled += 1,
+        let ns = t0.elapsed().as_nanos() as u64;
+        self.stats.compile_ns += ns;
+        self.stats.compile_ns_max = self.stats.compile_ns_max.max(ns);
+        match &r {
+            Some(c) => {
+                self.stats.blocks_compiled += 1;
+                self.stats.region_blocks += c.blocks as u64;
+            }
             None => self.stats.compile_failures += 1,
         }
         block.compiled.get_or_init(|| r).as_ref()
@@ -271,27 +296,32 @@ impl Engine {
         self.raise(ex)
     }
 
-    /// Run `block` compiled. `None`: it ran and the loop goes on with the
-    /// next block; `Some(Ok(exit))`: the run ends; `Some(Err(()))`: not
+    /// Run `block` compiled. `Ok(None)`: it ran and the loop goes on with
+    /// the next block, looked up through `link` (the exit site's successor
+    /// link) when set; `Ok(Some(exit))`: the run ends; `Err(())`: not
     /// entered, the interpreter runs it.
-    fn run_compiled(&mut self, c: &CompiledBlock) -> Result<Option<Exit>, ()> {
-        match c.run(&mut self.cx) {
+    fn run_compiled(
+        &mut self,
+        c: &CompiledBlock,
+        link: &mut Option<usize>,
+    ) -> Result<Option<Exit>, ()> {
+        let before = self.cx.cpu.icount;
+        let (exit, l) = c.run_linked(&mut self.cx);
+        if exit != JitExit::NotEntered {
+            self.stats.compiled_runs += 1;
+            self.stats.compiled_insns += self.cx.cpu.icount.wrapping_sub(before);
+        }
+        match exit {
             JitExit::NotEntered => Err(()),
             JitExit::Completed => {
-                self.stats.compiled_runs += 1;
+                *link = l;
                 if self.cx.cpu.exit_req != 0 {
                     return Ok(self.leave_block());
                 }
                 Ok(None)
             }
-            JitExit::Restart => {
-                self.stats.compiled_runs += 1;
-                Ok(self.leave_block())
-            }
-            JitExit::Fault(ex) => {
-                self.stats.compiled_runs += 1;
-                Ok(self.fault(ex))
-            }
+            JitExit::Restart => Ok(self.leave_block()),
+            JitExit::Fault(ex) => Ok(self.fault(ex)),
         }
     }
 
@@ -305,6 +335,9 @@ impl Engine {
         // The block that ran last: its successor links save most of the
         // lookup (`BlockCache::get_linked` returns what `get` would).
         let mut prev: Option<Rc<Block>> = None;
+        // The exit site of `prev`'s compiled region that was left, if any:
+        // its own successor link stands in for `prev`'s.
+        let mut link: Option<usize> = None;
         loop {
             // Between blocks: the only place an external interrupt is taken.
             let mut one_insn = false;
@@ -320,10 +353,13 @@ impl Engine {
                 return Exit::BudgetExhausted;
             }
             let got = match &prev {
-                Some(p) => self.blocks.get_linked(&mut self.cx, p),
+                Some(p) => match link.take().and_then(|k| region_link(p, k)) {
+                    Some(cell) => self.blocks.get_via(&mut self.cx, cell),
+                    None => self.blocks.get_linked(&mut self.cx, p),
+                },
                 None => self.blocks.get(&mut self.cx),
             };
-            let block: &Block = match got {
+            let block: &Rc<Block> = match got {
                 Ok(b) => prev.insert(b),
                 Err(ex) => match self.raise(ex) {
                     Some(exit) => return exit,
@@ -350,7 +386,7 @@ impl Engine {
                     None => self.compiled(block, threshold),
                 };
                 if let Some(c) = c {
-                    match self.run_compiled(c) {
+                    match self.run_compiled(c, &mut link) {
                         Ok(Some(exit)) => return exit,
                         Ok(None) => continue,
                         Err(()) => {} // the budget ends inside: interpret
@@ -422,8 +458,42 @@ impl Engine {
         r.map_err(|first| Exit::TripleFault { first, rip })
     }
 
+    /// Make the JIT start a new code module once the current one holds
+    /// `bytes` of code (default `cranelift::DEFAULT_MODULE_LIMIT`); a module
+    /// is freed when every region compiled into it has been dropped (code
+    /// writes, `set_features`). Starts the compiler if needed.
+    pub fn set_jit_module_limit(&mut self, bytes: u64) {
+        if let Some(j) = self.jit_mut() {
+            j.set_module_limit(bytes);
+        }
+    }
+
+    /// JIT code modules freed so far.
+    pub fn jit_modules_freed(&self) -> u64 {
+        self.jit
+            .as_ref()
+            .and_then(|j| j.as_ref())
+            .map_or(0, |j| j.modules_freed())
+    }
+
+    /// The compiler, started on first use (`None` if it cannot start).
+    fn jit_mut(&mut self) -> Option<&mut Jit> {
+        self.jit
+            .get_or_insert_with(|| {
+                Jit::new()
+                    .map_err(|e| log::error!("the JIT cannot start ({e}); interpreting"))
+                    .ok()
+            })
+            .as_mut()
+    }
+
     /// Counters of the JIT compiler, if it has been started.
     pub fn jit_stats(&self) -> Option<crate::cranelift::JitStats> {
         self.jit.as_ref()?.as_ref().map(|j| j.stats)
     }
+}
+
+/// Successor link `k` of the region compiled for `block`.
+fn region_link(block: &Block, k: usize) -> Option<&std::cell::Cell<crate::block::Link>> {
+    block.compiled.get()?.as_ref()?.links.get(k)
 }

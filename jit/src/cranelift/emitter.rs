@@ -14,6 +14,13 @@
 //!   calls a runtime helper.
 //! - Counting: the block adds its instruction count once at entry; every
 //!   exit before the end subtracts what did not retire.
+//! - Regions (several blocks in one function, see `super::emit_region`):
+//!   each member block starts from the same compile-time state
+//!   ([`ClifEmitter::set_entry_state`]): the region's *carried* slots in
+//!   variables, the lazy flags in variables (`Dynamic`, with a guessed
+//!   operation that `cond`/`rflags` test at run time before inlining its
+//!   formula). An edge ([`ClifEmitter::prepare_edge`]) makes the state
+//!   match it; exits return `status::LINK + k`.
 
 use super::runtime;
 use super::status;
@@ -24,7 +31,7 @@ use crate::exception::Exception;
 use crate::flags::{self, CcOp, Cond, FlagSet, Lazy, RFLAGS_FIXED, RFLAGS_WRITABLE};
 use crate::interp::mask_ip;
 use crate::state::{offset_of_field, Field, Gpr, Seg};
-use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::condcodes::{CondCode, IntCC};
 use cranelift_codegen::ir::types::{I16, I32, I64, I8};
 use cranelift_codegen::ir::{
     Block, BlockArg, InstBuilder, InstructionData, MemFlagsData, Opcode, SigRef, Type, Value,
@@ -34,7 +41,10 @@ use cranelift_frontend::{FunctionBuilder, Variable};
 
 /// Slots 0–15 are RAX…R15; this one is the raw RFLAGS word.
 const RFLAGS_SLOT: usize = 16;
-const SLOTS: usize = 17;
+pub(crate) const SLOTS: usize = 17;
+
+/// Byte offset of `CpuState::intr` (a byte).
+const INTR_OFFSET: usize = core::mem::offset_of!(crate::state::CpuState, intr);
 
 /// What the compiler knows about a slot at the current point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,14 +74,6 @@ pub(crate) struct Sigs {
     pub cond: SigRef,
     pub rflags: SigRef,
     pub exec: SigRef,
-}
-
-/// Where RIP points when the block is left.
-#[derive(Clone, Copy)]
-enum RipAt {
-    Const(u64),
-    /// The value the last instruction jumped to (its RIP variable).
-    Var,
 }
 
 /// Memory flags for `CpuState` fields: aligned, never trapping.
@@ -145,6 +147,15 @@ pub struct ClifEmitter<'a, 'f> {
     pub(crate) statics: Vec<Exception>,
     /// First reason the block cannot be compiled.
     pub(crate) err: Option<JitError>,
+    /// Slots a region keeps in variables across its internal edges: Live
+    /// (and stored at every exit) at each member block's entry.
+    pub(crate) carried: [bool; SLOTS],
+    /// The lazy-flags operation expected when the block starts with
+    /// `CcState::Dynamic`: `cond`/`rflags` test it at run time and inline
+    /// its formula, calling the helper only when it is another one.
+    pub(crate) guess: Option<CcOp>,
+    /// Exit sites that return a link status, numbered across the region.
+    pub(crate) links: u64,
 }
 
 impl<'a, 'f> ClifEmitter<'a, 'f> {
@@ -154,11 +165,9 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
         cpu: Value,
         ctx: Value,
         sigs: Sigs,
-        ips: Vec<u64>,
         bitness: u32,
         stack_bits: u32,
     ) -> Self {
-        let n = ips.len();
         let vars = core::array::from_fn(|_| b.declare_var(I64));
         let cc_vars = core::array::from_fn(|_| b.declare_var(I64));
         let rip_var = b.declare_var(I64);
@@ -173,7 +182,7 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
             cc: CcState::InMemory,
             cc_vars,
             rip_var,
-            n,
+            n: 0,
             idx: 0,
             ip: 0,
             next_ip: 0,
@@ -183,12 +192,225 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
             returned: false,
             jumped: false,
             called_slow_path: false,
-            exits: vec![None; n + 1],
+            exits: Vec::new(),
             new_exit: None,
-            ips,
+            ips: Vec::new(),
             statics: Vec::new(),
             err: None,
+            carried: [false; SLOTS],
+            guess: None,
+            links: 0,
         }
+    }
+
+    /// Start compiling a block whose instructions are at `ips`.
+    pub(crate) fn start_block(&mut self, ips: Vec<u64>) {
+        self.n = ips.len();
+        self.exits = vec![None; self.n + 1];
+        self.new_exit = None;
+        self.ips = ips;
+        self.returned = false;
+        self.jumped = false;
+        self.called_slow_path = false;
+    }
+
+    /// The compile-time state at the entry of a region's member block (and
+    /// after the region's function entry): carried slots Live and counted
+    /// as dirty (stored at exits), the others in `CpuState`; the lazy flags
+    /// in their variables (`Dynamic`) when `dynamic_cc`, else in `CpuState`.
+    pub(crate) fn set_entry_state(&mut self, dynamic_cc: bool, guess: Option<CcOp>) {
+        for s in 0..SLOTS {
+            self.slot[s] = if self.carried[s] {
+                Slot::Live
+            } else {
+                Slot::Untouched
+            };
+        }
+        self.dirty = self.carried;
+        self.cc = if dynamic_cc {
+            CcState::Dynamic
+        } else {
+            CcState::InMemory
+        };
+        self.guess = guess;
+    }
+
+    /// At the region's function entry: load the carried slots and, when
+    /// `dynamic_cc`, the lazy flags into their variables.
+    pub(crate) fn preload(&mut self, dynamic_cc: bool) {
+        for s in 0..SLOTS {
+            if self.carried[s] {
+                let v = self.load_field(slot_field(s));
+                self.b.def_var(self.vars[s], v);
+            }
+        }
+        if dynamic_cc {
+            self.load_cc_vars();
+        }
+    }
+
+    fn load_cc_vars(&mut self) {
+        let fields = [Field::CcOp, Field::CcDst, Field::CcSrc, Field::CcSrc2];
+        for (var, f) in self.cc_vars.into_iter().zip(fields) {
+            let v = self.load_field(f);
+            self.b.def_var(var, v);
+        }
+    }
+
+    /// Make the state at this point what every member block's entry
+    /// expects (see [`ClifEmitter::set_entry_state`] with a dynamic lazy
+    /// state): carried slots defined, other written slots stored, the lazy
+    /// flags in their variables.
+    pub(crate) fn prepare_edge(&mut self) {
+        for s in 0..SLOTS {
+            if self.carried[s] {
+                if self.slot[s] == Slot::Untouched {
+                    let v = self.load_field(slot_field(s));
+                    self.b.def_var(self.vars[s], v);
+                    self.slot[s] = Slot::Live;
+                }
+                self.dirty[s] = true;
+            } else if self.dirty[s] {
+                let v = self.b.use_var(self.vars[s]);
+                self.store_field(slot_field(s), v);
+                self.dirty[s] = false;
+            }
+        }
+        if self.cc == CcState::InMemory {
+            self.load_cc_vars();
+            self.cc = CcState::Dynamic;
+        }
+    }
+
+    /// Leave the region at a member block's boundary (nothing of the block
+    /// pending), with RIP `rip`, returning link status number `self.links`.
+    pub(crate) fn exit_linked(&mut self, rip: Value) {
+        let st = self.k(status::LINK + self.links);
+        self.links += 1;
+        for s in 0..SLOTS {
+            if self.dirty[s] {
+                let v = self.b.use_var(self.vars[s]);
+                self.store_field(slot_field(s), v);
+            }
+        }
+        self.store_cc();
+        self.store_field(Field::Rip, rip);
+        self.b.ins().return_(&[st]);
+    }
+
+    /// Leave the region when the budget does not cover the next `n`
+    /// instructions (at a member block's entry, RIP `rip`); otherwise
+    /// charge them.
+    pub(crate) fn member_budget_check(&mut self, n: usize, rip: u64) {
+        let budget = self.load_field(Field::Budget);
+        let short = self
+            .b
+            .ins()
+            .icmp_imm_u(IntCC::UnsignedLessThan, budget, n as i64);
+        let out = self.b.create_block();
+        let body = self.b.create_block();
+        self.b.ins().brif(short, out, &[], body, &[]);
+        self.b.seal_block(out);
+        self.b.seal_block(body);
+        self.b.set_cold_block(out);
+        self.b.switch_to_block(out);
+        let r = self.k(rip);
+        self.exit_linked(r);
+        self.b.switch_to_block(body);
+        let budget = self.b.ins().iadd_imm_s(budget, -(n as i64));
+        self.store_field(Field::Budget, budget);
+        let ic = self.load_field(Field::Icount);
+        let ic = self.b.ins().iadd_imm_s(ic, n as i64);
+        self.store_field(Field::Icount, ic);
+    }
+
+    /// End the current member block of a region. `succ` maps a RIP to the
+    /// entry of the member block starting there (None: not in the region).
+    /// Control goes to the member the block's RIP names when it is in the
+    /// region and nothing asks to leave (`exit_req`, a pending interrupt
+    /// request); otherwise the region is left with a link status.
+    pub(crate) fn end_block_in_region(
+        &mut self,
+        succ: &mut dyn FnMut(u64, Option<CcOp>) -> Option<Block>,
+        candidates: &[u64],
+    ) {
+        if self.returned {
+            return;
+        }
+        let rip = if self.jumped {
+            self.b.use_var(self.rip_var)
+        } else {
+            self.k(self.next_ip)
+        };
+        let konst = self.konst(rip);
+        let targets: Vec<u64> = match konst {
+            Some(t) => vec![t],
+            None => candidates.to_vec(),
+        };
+        // Which of the targets are members (asked before preparing, so the
+        // guess passed on is the flags' state at the edge).
+        let cc_known = match self.cc {
+            CcState::Known(op) => Some(op),
+            _ => None,
+        };
+        let inside: Vec<(u64, Block)> = targets
+            .iter()
+            .filter_map(|&t| succ(t, cc_known).map(|b| (t, b)))
+            .collect();
+        if inside.is_empty() {
+            self.exit_linked(rip);
+            return;
+        }
+        self.prepare_edge();
+        // Leave when something needs the engine: exit_req, or INTR (taken
+        // at the engine loop top at exactly this boundary).
+        let req = self.load_field(Field::ExitReq);
+        let intr = self
+            .b
+            .ins()
+            .load(I8, state_flags(), self.cpu, INTR_OFFSET as i32);
+        let intr = self.b.ins().uextend(I64, intr);
+        let any = self.b.ins().bor(req, intr);
+        let leave = self.b.create_block();
+        let stay = self.b.create_block();
+        self.b.ins().brif(any, leave, &[], stay, &[]);
+        self.b.seal_block(leave);
+        self.b.seal_block(stay);
+        self.b.set_cold_block(leave);
+        self.b.switch_to_block(leave);
+        self.exit_linked(rip);
+        self.b.switch_to_block(stay);
+        // A Jcc's RIP is `select(c, target, fall-through)`: branch on `c`.
+        if let Some((c, x, y)) = self.select_of_consts(rip) {
+            let find = |t: u64| inside.iter().find(|p| p.0 == t).map(|p| p.1);
+            let (bx, by) = (find(x), find(y));
+            let ex = bx.unwrap_or_else(|| self.b.create_block());
+            let ey = by.unwrap_or_else(|| self.b.create_block());
+            let c = self.truthy(c);
+            self.b.ins().brif(c, ex, &[], ey, &[]);
+            for (b, t, new) in [(ex, x, bx.is_none()), (ey, y, by.is_none())] {
+                if new {
+                    self.b.seal_block(b);
+                    self.b.set_cold_block(b);
+                    self.b.switch_to_block(b);
+                    let r = self.k(t);
+                    self.exit_linked(r);
+                }
+            }
+            return;
+        }
+        for (t, entry) in inside {
+            if konst.is_some() {
+                self.b.ins().jump(entry, &[]);
+                return;
+            }
+            let hit = self.b.ins().icmp_imm_u(IntCC::Equal, rip, t as i64);
+            let next = self.b.create_block();
+            self.b.ins().brif(hit, entry, &[], next, &[]);
+            self.b.seal_block(next);
+            self.b.switch_to_block(next);
+        }
+        self.exit_linked(rip);
     }
 
     /// Record the first reason the block cannot be compiled.
@@ -318,20 +540,6 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
         self.cc = CcState::InMemory;
     }
 
-    /// Leave the block after its last instruction.
-    pub(crate) fn final_exit(&mut self) {
-        if self.returned {
-            return;
-        }
-        let rip = if self.jumped {
-            RipAt::Var
-        } else {
-            RipAt::Const(self.next_ip)
-        };
-        let st = self.k(status::COMPLETED);
-        self.emit_exit(rip, 0, st);
-    }
-
     /// The exit status for the static exception `ex`.
     fn static_status(&mut self, ex: Exception) -> Value {
         let k = self
@@ -399,12 +607,12 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
         self.b.switch_to_block(b);
         let st = self.b.block_params(b)[0];
         let adj = (self.n - k) as u64;
-        self.emit_exit(RipAt::Const(self.ips[k]), adj, st);
+        self.emit_exit(self.ips[k], adj, st);
     }
 
     /// Store everything the block changed, correct the counts by the `adj`
     /// instructions that did not retire, and return `status`.
-    fn emit_exit(&mut self, rip: RipAt, adj: u64, status: Value) {
+    fn emit_exit(&mut self, rip: u64, adj: u64, status: Value) {
         for s in 0..SLOTS {
             if self.dirty[s] {
                 let v = self.b.use_var(self.vars[s]);
@@ -412,10 +620,7 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
             }
         }
         self.store_cc();
-        let rip = match rip {
-            RipAt::Const(a) => self.b.ins().iconst(I64, a as i64),
-            RipAt::Var => self.b.use_var(self.rip_var),
-        };
+        let rip = self.b.ins().iconst(I64, rip as i64);
         self.store_field(Field::Rip, rip);
         if adj != 0 {
             let ic = self.load_field(Field::Icount);
@@ -518,6 +723,46 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
         None
     }
 
+    /// `(c, x, y)` when `v` is `select(c, x, y)` of two constants.
+    fn select_of_consts(&self, v: Value) -> Option<(Value, u64, u64)> {
+        let dfg = &self.b.func.dfg;
+        let ValueDef::Result(inst, 0) = dfg.value_def(v) else {
+            return None;
+        };
+        if dfg.insts[inst].opcode() != Opcode::Select {
+            return None;
+        }
+        let args = dfg.inst_args(inst);
+        let (c, x, y) = (args[0], args[1], args[2]);
+        Some((c, self.konst(x)?, self.konst(y)?))
+    }
+
+    /// `uextend(icmp cc a b)` as `(cc, a, b)`.
+    fn extended_compare(&self, v: Value) -> Option<(IntCC, Value, Value)> {
+        let dfg = &self.b.func.dfg;
+        let ValueDef::Result(inst, 0) = dfg.value_def(v) else {
+            return None;
+        };
+        let InstructionData::Unary {
+            opcode: Opcode::Uextend,
+            arg,
+        } = dfg.insts[inst]
+        else {
+            return None;
+        };
+        let ValueDef::Result(src, 0) = dfg.value_def(arg) else {
+            return None;
+        };
+        match dfg.insts[src] {
+            InstructionData::IntCompare {
+                opcode: Opcode::Icmp,
+                cond,
+                args,
+            } => Some((cond, args[0], args[1])),
+            _ => None,
+        }
+    }
+
     fn k(&mut self, v: u64) -> Value {
         self.b.ins().iconst(I64, v as i64)
     }
@@ -604,7 +849,20 @@ impl Ops for ClifEmitter<'_, '_> {
     });
     binop!(and, band, |a, b| a & b);
     binop!(or, bor, |a, b| a | b);
-    binop!(xor, bxor, |a, b| a ^ b);
+    /// A 0/1 compare result XOR 1 (the odd conditions) is the inverse
+    /// compare, which `truthy` then hands to the branch as it is.
+    fn xor(&mut self, a: Value, b: Value) -> Value {
+        if let (Some(x), Some(y)) = (self.konst(a), self.konst(b)) {
+            return self.k(x ^ y);
+        }
+        if self.konst(b) == Some(1) {
+            if let Some((cc, l, r)) = self.extended_compare(a) {
+                let c = self.b.ins().icmp(cc.complement(), l, r);
+                return self.b.ins().uextend(I64, c);
+            }
+        }
+        self.b.ins().bxor(a, b)
+    }
     unop!(not, bnot, |a| !a);
     unop!(neg, ineg, |a| a.wrapping_neg());
     // Cranelift masks shift and rotate amounts to the type width (63),
@@ -709,10 +967,15 @@ impl Emitter for ClifEmitter<'_, '_> {
             let l = self.lazy_values(op, false);
             return flags::cond(self, cc, &l);
         }
-        self.spill_flags();
-        let cc = self.k(cc as u64);
-        let cpu = self.cpu;
-        self.call_helper(self.sigs.cond, runtime::cond as *const (), &[cpu, cc])
+        self.guarded(
+            false,
+            |e, l| flags::cond(e, cc, l),
+            |e| {
+                let cc = e.k(cc as u64);
+                let cpu = e.cpu;
+                e.call_helper(e.sigs.cond, runtime::cond as *const (), &[cpu, cc])
+            },
+        )
     }
 
     fn rflags(&mut self) -> Value {
@@ -720,9 +983,10 @@ impl Emitter for ClifEmitter<'_, '_> {
             let l = self.lazy_values(op, true);
             return flags::materialize(self, &l);
         }
-        self.spill_flags();
-        let cpu = self.cpu;
-        self.call_helper(self.sigs.rflags, runtime::rflags as *const (), &[cpu])
+        self.guarded(true, flags::materialize, |e| {
+            let cpu = e.cpu;
+            e.call_helper(e.sigs.rflags, runtime::rflags as *const (), &[cpu])
+        })
     }
 
     fn set_rflags(&mut self, v: Value) {
@@ -817,6 +1081,51 @@ impl Emitter for ClifEmitter<'_, '_> {
 }
 
 impl ClifEmitter<'_, '_> {
+    /// A flags read when the operation is not known at compile time: with
+    /// a guess and the lazy state in variables, test the operation at run
+    /// time and inline `fast` for the guessed one, else (or without a
+    /// guess) spill the lazy state and call the helper (`slow`).
+    fn guarded(
+        &mut self,
+        with_rflags: bool,
+        fast: impl FnOnce(&mut Self, &Lazy<Value>) -> Value,
+        slow: impl FnOnce(&mut Self) -> Value,
+    ) -> Value {
+        let guess = match (self.cc, self.guess) {
+            (CcState::Dynamic, Some(g)) => g,
+            _ => {
+                self.spill_flags();
+                return slow(self);
+            }
+        };
+        // Everything both paths read is loaded here, before the branch, so
+        // no variable is defined on one path only.
+        let l = self.lazy_values(guess, with_rflags);
+        let op = self.b.use_var(self.cc_vars[0]);
+        let hit = self
+            .b
+            .ins()
+            .icmp_imm_u(IntCC::Equal, op, guess.raw() as i64);
+        let fast_b = self.b.create_block();
+        let slow_b = self.b.create_block();
+        let merge = self.b.create_block();
+        let v = self.b.append_block_param(merge, I64);
+        self.b.ins().brif(hit, fast_b, &[], slow_b, &[]);
+        self.b.seal_block(fast_b);
+        self.b.seal_block(slow_b);
+        self.b.set_cold_block(slow_b);
+        self.b.switch_to_block(fast_b);
+        let fv = fast(self, &l);
+        self.b.ins().jump(merge, &[BlockArg::Value(fv)]);
+        self.b.switch_to_block(slow_b);
+        self.spill_flags();
+        let sv = slow(self);
+        self.b.ins().jump(merge, &[BlockArg::Value(sv)]);
+        self.b.seal_block(merge);
+        self.b.switch_to_block(merge);
+        v
+    }
+
     /// On the path that skipped a `when` body (the current block), give a
     /// value to everything the body defined for the first time, so the
     /// merge sees it defined on both paths.

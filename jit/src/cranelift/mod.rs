@@ -5,6 +5,13 @@
 //! -> u64` (a [`status`]). [`runtime::JitCtx`] carries the `Interp` the
 //! slow-path helpers need and the slot where they report a fault.
 //!
+//! The engine compiles *regions*: an entry block and blocks it reaches by
+//! direct branches on its page ([`Jit::compile_region`], DESIGN.md
+//! "Regions"), one function whose internal edges are jumps. Everything
+//! below holds for each member block; between members the code checks the
+//! budget (the next block's count), `exit_req` and `intr`, and leaves with
+//! the state complete otherwise.
+//!
 //! Contract with the engine (see DESIGN.md "icount"):
 //! - A block whose instruction count exceeds `cpu.budget` is not entered
 //!   ([`JitExit::NotEntered`]); nothing changes, the interpreter goes on.
@@ -39,6 +46,7 @@ pub use emitter::ClifEmitter;
 use crate::block::{Block, Insn};
 use crate::emit::{Emitter, Stop};
 use crate::exception::Exception;
+use crate::flags::CcOp;
 use crate::interp::{mask_ip, Interp};
 use crate::semantics::{self, Sem};
 use crate::state::{offset_of_field, seg_attr, CpuState, Field, Seg};
@@ -52,6 +60,9 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::Module;
 use iced_x86::{Instruction, Mnemonic};
 use runtime::JitCtx;
+use std::cell::{Cell, RefCell};
+use std::mem::ManuallyDrop;
+use std::rc::Rc;
 use std::time::Instant;
 
 /// What a compiled block returns.
@@ -72,6 +83,9 @@ pub mod status {
     pub const PANIC: u64 = 5;
     /// `STATIC_FAULT + i`: the block's i-th compile-time exception.
     pub const STATIC_FAULT: u64 = 16;
+    /// `LINK + k`: as [`COMPLETED`], left at the region's exit site k (the
+    /// engine keeps a successor link per exit site).
+    pub const LINK: u64 = 1 << 32;
 }
 
 /// Why a block could not be compiled.
@@ -125,10 +139,19 @@ impl SemSource for StandardSemantics {
 /// The machine code of a compiled block.
 type BlockFn = unsafe extern "C" fn(*mut CpuState, *mut JitCtx) -> u64;
 
-/// A block compiled to host code. The code stays valid for the life of the
-/// process (the JIT never frees code memory, even when dropped).
+/// A region compiled to host code: one block, or a block and the blocks it
+/// reaches by direct branches on the same page (loops), one Cranelift
+/// function entered at the first. The code stays valid while this value
+/// lives (it holds its JIT module).
 pub struct CompiledBlock {
+    /// The module holding the code (freed after the last region in it).
+    _arena: Rc<Arena>,
     func: BlockFn,
+    /// One successor link per exit site (status `LINK + k`), for the
+    /// engine's lookup of the block that runs next.
+    pub(crate) links: Box<[std::cell::Cell<crate::block::Link>]>,
+    /// Blocks of the region.
+    pub blocks: usize,
     /// Exceptions the code raises by status `STATIC_FAULT + i`.
     statics: Vec<Exception>,
     /// The instructions the code runs through the interpreter, by the index
@@ -140,7 +163,7 @@ pub struct CompiledBlock {
     stack_bits: u32,
     /// Instructions run through the interpreter (helpers).
     pub helper_insns: usize,
-    /// Guest instructions in the block.
+    /// Guest instructions in the region.
     pub insns: usize,
     /// Bytes of host code.
     pub code_size: usize,
@@ -149,8 +172,23 @@ pub struct CompiledBlock {
 impl CompiledBlock {
     /// Run the block on `cx` (its RIP must be the block's start).
     pub fn run(&self, cx: &mut Interp) -> JitExit {
+        self.run_linked(cx).0
+    }
+
+    /// [`CompiledBlock::run`], also returning the exit site (the index of
+    /// its successor link) when the region completed at one.
+    pub fn run_linked(&self, cx: &mut Interp) -> (JitExit, Option<usize>) {
+        let (st, fault) = self.call(cx);
+        if st >= status::LINK {
+            return (JitExit::Completed, Some((st - status::LINK) as usize));
+        }
+        (self.decode(st, fault), None)
+    }
+
+    /// Enter the code; its status and the fault a helper reported.
+    fn call(&self, cx: &mut Interp) -> (u64, Option<Exception>) {
         if self.bitness != 64 && stack_bits(&cx.cpu) != self.stack_bits {
-            return JitExit::NotEntered;
+            return (status::NOT_ENTERED, None);
         }
         let interp: *mut Interp = cx;
         let mut rc = JitCtx {
@@ -172,21 +210,27 @@ impl CompiledBlock {
             let cpu: *mut CpuState = &mut *(*interp).cpu;
             (self.func)(cpu, &mut rc)
         };
+        if st == status::PANIC {
+            if let Some(p) = rc.panic.take() {
+                std::panic::resume_unwind(p);
+            }
+        }
+        (st, rc.fault)
+    }
+
+    fn decode(&self, st: u64, fault: Option<Exception>) -> JitExit {
         match st {
             status::COMPLETED | status::LEFT => JitExit::Completed,
             status::NOT_ENTERED => JitExit::NotEntered,
             status::RESTART => JitExit::Restart,
-            status::FAULT => match rc.fault {
+            status::FAULT => match fault {
                 Some(ex) => JitExit::Fault(ex),
                 None => {
                     log::error!("compiled block reported a fault without an exception");
                     JitExit::Fault(Exception::ud())
                 }
             },
-            status::PANIC => match rc.panic.take() {
-                Some(p) => std::panic::resume_unwind(p),
-                None => panic!("compiled block reported a panic without a payload"),
-            },
+            status::PANIC => panic!("compiled block reported a panic without a payload"),
             s => match s
                 .checked_sub(status::STATIC_FAULT)
                 .and_then(|k| self.statics.get(k as usize))
@@ -245,7 +289,7 @@ impl Default for JitOptions {
 /// Counters for `--stats`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct JitStats {
-    /// Blocks compiled.
+    /// Regions compiled (functions; a region is one or more blocks).
     pub blocks: u64,
     /// Total compile time, nanoseconds (IR building and code generation).
     pub compile_ns: u64,
@@ -255,11 +299,44 @@ pub struct JitStats {
     pub finalize_ns: u64,
     /// Total host code bytes.
     pub code_bytes: u64,
+    /// Blocks in the compiled regions (`blocks` counts regions).
+    pub region_blocks: u64,
+    /// Longest compilation of one region, nanoseconds.
+    pub max_compile_ns: u64,
+    /// JIT modules started after the first (see [`Jit::set_module_limit`]).
+    pub modules: u64,
 }
+
+/// A Cranelift JIT module and the code compiled into it. Every region
+/// compiled into it holds it (`Rc`), so its memory is freed when the last
+/// of them is dropped and the compiler has moved on to a newer module
+/// (cranelift-jit cannot free single functions).
+struct Arena {
+    module: RefCell<ManuallyDrop<JITModule>>,
+    /// Modules freed so far (shared by all arenas of one compiler).
+    freed: Rc<Cell<u64>>,
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: no region of this module is left (each holds the arena),
+        // so none of its functions runs or is called again.
+        unsafe { ManuallyDrop::take(self.module.get_mut()).free_memory() };
+        self.freed.set(self.freed.get() + 1);
+    }
+}
+
+/// Code bytes after which the compiler starts a new module (so the old one
+/// can be freed once its regions are dropped).
+pub const DEFAULT_MODULE_LIMIT: u64 = 16 << 20;
 
 /// The compiler: a Cranelift JIT module and reusable contexts.
 pub struct Jit {
-    module: JITModule,
+    arena: Rc<Arena>,
+    isa: cranelift_codegen::isa::OwnedTargetIsa,
+    /// Code bytes in the current module, and the limit that starts a new one.
+    arena_bytes: u64,
+    module_limit: u64,
     fctx: FunctionBuilderContext,
     ctx: Context,
     sig_block: Signature,
@@ -308,10 +385,7 @@ impl Jit {
             .map_err(|e| cg(&e))?
             .finish(settings::Flags::new(fb))
             .map_err(|e| cg(&e))?;
-        let module = JITModule::new(JITBuilder::with_isa(
-            isa,
-            cranelift_module::default_libcall_names(),
-        ));
+        let module = new_module(&isa);
         let sig = |params: usize| {
             let mut s = module.make_signature();
             s.params.extend((0..params).map(|_| AbiParam::new(I64)));
@@ -327,9 +401,38 @@ impl Jit {
             sig_exec: sig(3),
             ctx: module.make_context(),
             fctx: FunctionBuilderContext::new(),
-            module,
+            arena: Rc::new(Arena {
+                module: RefCell::new(ManuallyDrop::new(module)),
+                freed: Rc::default(),
+            }),
+            isa,
+            arena_bytes: 0,
+            module_limit: DEFAULT_MODULE_LIMIT,
             stats: JitStats::default(),
         })
+    }
+
+    /// Start a new module once the current one holds `bytes` of code
+    /// (tests use small limits).
+    pub fn set_module_limit(&mut self, bytes: u64) {
+        self.module_limit = bytes;
+    }
+
+    /// Compile into a new module from now on; the current one is freed
+    /// when its last region is dropped.
+    fn rotate(&mut self) {
+        let freed = self.arena.freed.clone();
+        self.arena = Rc::new(Arena {
+            module: RefCell::new(ManuallyDrop::new(new_module(&self.isa))),
+            freed,
+        });
+        self.arena_bytes = 0;
+        self.stats.modules += 1;
+    }
+
+    /// JIT modules freed so far (their regions all dropped).
+    pub fn modules_freed(&self) -> u64 {
+        self.arena.freed.get()
     }
 
     /// Compile `block` with the engine's semantics. 16/32-bit code is
@@ -345,12 +448,28 @@ impl Jit {
         block: &Block,
         cpu: &CpuState,
     ) -> Result<CompiledBlock, JitError> {
-        let sb = if block.key.bitness == 64 {
+        self.compile_region(&[block], cpu)
+    }
+
+    /// Compile a region: `blocks[0]` is its entry; edges between the
+    /// blocks (direct branches and fall-throughs whose target starts one
+    /// of them) become jumps inside the function. The caller guarantees
+    /// that every block is what the engine's lookup returns at its RIP
+    /// while the region runs (same page as the entry, see
+    /// `BlockCache::region`). The lazy-flags operation in `cpu` is the
+    /// guess for a flags read at the entry.
+    pub fn compile_region(
+        &mut self,
+        blocks: &[&Block],
+        cpu: &CpuState,
+    ) -> Result<CompiledBlock, JitError> {
+        let sb = if blocks.first().is_some_and(|b| b.key.bitness == 64) {
             64
         } else {
             stack_bits(cpu)
         };
-        self.compile_inner(block, &StandardSemantics, sb)
+        let guess = Some(CcOp::from_raw(cpu.cc_op));
+        self.compile_inner(blocks, &StandardSemantics, sb, guess)
     }
 
     /// Compile `block` with the semantics of `src`.
@@ -364,32 +483,44 @@ impl Jit {
             32 => 32,
             _ => 16,
         };
-        self.compile_inner(block, src, sb)
+        self.compile_inner(&[block], src, sb, None)
     }
 
     fn compile_inner<S: SemSource>(
         &mut self,
-        block: &Block,
+        blocks: &[&Block],
         src: &S,
         stack_bits: u32,
+        guess: Option<CcOp>,
     ) -> Result<CompiledBlock, JitError> {
         let t0 = Instant::now();
-        let (statics, helpers) = self.build(block, src, stack_bits)?;
+        let built = self.build(blocks, src, stack_bits, guess)?;
         self.stats.build_ns += t0.elapsed().as_nanos() as u64;
         let r = self.finish();
-        self.module.clear_context(&mut self.ctx);
+        self.arena.module.borrow_mut().clear_context(&mut self.ctx);
         let (func, code_size) = r?;
         self.stats.blocks += 1;
-        self.stats.compile_ns += t0.elapsed().as_nanos() as u64;
+        self.stats.region_blocks += blocks.len() as u64;
+        let ns = t0.elapsed().as_nanos() as u64;
+        self.stats.compile_ns += ns;
+        self.stats.max_compile_ns = self.stats.max_compile_ns.max(ns);
         self.stats.code_bytes += code_size as u64;
+        let arena = self.arena.clone();
+        self.arena_bytes += code_size as u64;
+        if self.arena_bytes >= self.module_limit {
+            self.rotate();
+        }
         Ok(CompiledBlock {
+            _arena: arena,
             func,
-            statics,
-            helper_insns: helpers.len(),
-            helpers,
-            bitness: block.key.bitness,
+            links: (0..built.links).map(|_| Default::default()).collect(),
+            blocks: blocks.len(),
+            statics: built.statics,
+            helper_insns: built.helpers.len(),
+            helpers: built.helpers,
+            bitness: blocks[0].key.bitness,
             stack_bits,
-            insns: block.insns.len(),
+            insns: blocks.iter().map(|b| b.insns.len()).sum(),
             code_size,
         })
     }
@@ -397,29 +528,43 @@ impl Jit {
     /// The Cranelift IR of `block` as built, before optimisation (for
     /// tests and `-d` logs).
     pub fn clif(&mut self, block: &Block) -> Result<String, JitError> {
-        let sb = if block.key.bitness == 64 { 64 } else { 32 };
-        self.build(block, &StandardSemantics, sb)?;
+        self.clif_region(&[block], None)
+    }
+
+    /// The Cranelift IR of a region (see [`Jit::compile_region`]) with the
+    /// entry's flags guess `guess`.
+    pub fn clif_region(
+        &mut self,
+        blocks: &[&Block],
+        guess: Option<CcOp>,
+    ) -> Result<String, JitError> {
+        let sb = if blocks.first().is_some_and(|b| b.key.bitness == 64) {
+            64
+        } else {
+            32
+        };
+        self.build(blocks, &StandardSemantics, sb, guess)?;
         let text = self.ctx.func.display().to_string();
-        self.module.clear_context(&mut self.ctx);
+        self.arena.module.borrow_mut().clear_context(&mut self.ctx);
         Ok(text)
     }
 
     /// Generate machine code for the function in `self.ctx`.
     fn finish(&mut self) -> Result<(BlockFn, usize), JitError> {
         let cg = |e: cranelift_module::ModuleError| JitError::Codegen(format!("{e:?}"));
-        let id = self
-            .module
+        let mut module = self.arena.module.borrow_mut();
+        let id = module
             .declare_anonymous_function(&self.sig_block)
             .map_err(cg)?;
-        self.module.define_function(id, &mut self.ctx).map_err(cg)?;
+        module.define_function(id, &mut self.ctx).map_err(cg)?;
         let size = self
             .ctx
             .compiled_code()
             .map_or(0, |c| c.code_buffer().len());
         let t0 = Instant::now();
-        self.module.finalize_definitions().map_err(cg)?;
+        module.finalize_definitions().map_err(cg)?;
         self.stats.finalize_ns += t0.elapsed().as_nanos() as u64;
-        let ptr = self.module.get_finalized_function(id);
+        let ptr = module.get_finalized_function(id);
         // SAFETY: the function was built with `sig_block`, which is this
         // type under the host's default (C) calling convention.
         let func = unsafe { std::mem::transmute::<*const u8, BlockFn>(ptr) };
@@ -430,16 +575,17 @@ impl Jit {
     /// exceptions table and the helper instructions.
     fn build<S: SemSource>(
         &mut self,
-        block: &Block,
+        blocks: &[&Block],
         src: &S,
         stack_bits: u32,
+        guess: Option<CcOp>,
     ) -> Result<Built, JitError> {
-        if block.insns.is_empty() {
+        if blocks.is_empty() || blocks.iter().any(|b| b.insns.is_empty()) {
             return Err(JitError::Internal("empty block".into()));
         }
-        self.module.clear_context(&mut self.ctx);
+        self.arena.module.borrow_mut().clear_context(&mut self.ctx);
         self.ctx.func.signature = self.sig_block.clone();
-        let config = self.module.target_config();
+        let config = self.arena.module.borrow().target_config();
         let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
         let sigs = emitter::Sigs {
             load: b.import_signature(self.sig_load.clone()),
@@ -448,7 +594,7 @@ impl Jit {
             rflags: b.import_signature(self.sig_rflags.clone()),
             exec: b.import_signature(self.sig_exec.clone()),
         };
-        match emit_block(&mut b, block, src, sigs, stack_bits) {
+        match emit_region(&mut b, blocks, src, sigs, stack_bits, guess) {
             Ok(built) => {
                 b.finalize(config);
                 Ok(built)
@@ -456,11 +602,18 @@ impl Jit {
             Err(e) => {
                 // The builder was not finalized: start its context afresh.
                 self.fctx = FunctionBuilderContext::new();
-                self.module.clear_context(&mut self.ctx);
+                self.arena.module.borrow_mut().clear_context(&mut self.ctx);
                 Err(e)
             }
         }
     }
+}
+
+fn new_module(isa: &cranelift_codegen::isa::OwnedTargetIsa) -> JITModule {
+    JITModule::new(JITBuilder::with_isa(
+        isa.clone(),
+        cranelift_module::default_libcall_names(),
+    ))
 }
 
 /// Instructions that raise #UD whatever the semantics table says, as the
@@ -506,35 +659,173 @@ fn emit_entry(
     (cpu, ctx)
 }
 
-/// What building a block's IR produces: its static exceptions table and
-/// the instructions it runs through [`runtime::exec_insn`].
-type Built = (Vec<Exception>, Vec<Insn>);
+/// What building a region's IR produces.
+struct Built {
+    /// Exceptions raised by status `STATIC_FAULT + i`.
+    statics: Vec<Exception>,
+    /// The instructions run through [`runtime::exec_insn`].
+    helpers: Vec<Insn>,
+    /// Number of exit sites with a link status.
+    links: u64,
+}
 
-/// Emit the whole block.
-fn emit_block<S: SemSource>(
+/// The slots a multi-block region keeps in variables across its edges:
+/// every general register some instruction of the region names (read or
+/// written). Only a cost decision: any set is correct.
+fn carried_slots(blocks: &[&Block]) -> [bool; emitter::SLOTS] {
+    let mut set = [false; emitter::SLOTS];
+    if blocks.len() < 2 {
+        return set;
+    }
+    let mut f = iced_x86::InstructionInfoFactory::new();
+    for b in blocks {
+        for insn in &b.insns {
+            for u in f.info(&insn.i).used_registers() {
+                let r = u.register().full_register();
+                if r.is_gpr64() {
+                    set[r.number()] = true;
+                }
+            }
+        }
+    }
+    set
+}
+
+/// Emit a region: the entry check, then each block; edges between blocks
+/// are jumps to the target block's budget check.
+fn emit_region<S: SemSource>(
     b: &mut FunctionBuilder,
-    block: &Block,
+    blocks: &[&Block],
     src: &S,
     sigs: emitter::Sigs,
     stack_bits: u32,
+    guess: Option<CcOp>,
 ) -> Result<Built, JitError> {
-    let n = block.insns.len();
-    let (cpu, ctx) = emit_entry(b, n);
-    let bits = block.key.bitness;
-    let ips = block
-        .insns
+    let (cpu, ctx) = emit_entry(b, blocks[0].insns.len());
+    let bits = blocks[0].key.bitness;
+    let multi = blocks.len() > 1;
+    // Each block's entry for edges (budget check, then its body).
+    let entries: Vec<_> = blocks.iter().map(|_| b.create_block()).collect();
+    let head_body = b.create_block();
+    let index: std::collections::HashMap<u64, usize> = blocks
         .iter()
-        .map(|i| mask_ip(i.i.ip(), bits))
+        .enumerate()
+        .map(|(k, blk)| (blk.key.rip, k))
         .collect();
-    let mut e = ClifEmitter::new(b, cpu, ctx, sigs, ips, bits, stack_bits);
+    // Where a near RET of the region most likely goes: the return sites of
+    // its CALLs that are members (compared at run time, first ones first).
+    let ret_sites: Vec<u64> = blocks
+        .iter()
+        .filter_map(|b| b.return_site())
+        .filter(|r| index.contains_key(r))
+        .take(4)
+        .collect();
+    let mut guesses: Vec<Option<CcOp>> = vec![None; blocks.len()];
+    guesses[0] = guess;
+    let mut e = ClifEmitter::new(b, cpu, ctx, sigs, bits, stack_bits);
+    e.carried = carried_slots(blocks);
+    // The lazy flags go to variables when some read may use a guess or
+    // edges carry them.
+    let dynamic_cc = multi || (guess.is_some() && reads_flags_first(blocks[0]));
+    e.preload(dynamic_cc);
+    e.b.ins().jump(head_body, &[]);
     let mut helpers = Vec::new();
+    let mut head_reached = false;
+    for (k, block) in blocks.iter().enumerate() {
+        let n = block.insns.len();
+        if k == 0 {
+            e.b.switch_to_block(head_body);
+        } else {
+            e.b.switch_to_block(entries[k]);
+            e.set_entry_state(true, guesses[k]);
+            e.member_budget_check(n, block.key.rip);
+        }
+        e.set_entry_state(dynamic_cc, guesses[k]);
+        let ips = block
+            .insns
+            .iter()
+            .map(|i| mask_ip(i.i.ip(), bits))
+            .collect();
+        e.start_block(ips);
+        if emit_insns(&mut e, block, src, &mut helpers)? {
+            let cands = if !multi {
+                Vec::new()
+            } else if block.ends_in_near_ret() {
+                ret_sites.clone()
+            } else {
+                block.static_successors()
+            };
+            let mut succ = |t: u64, cc: Option<CcOp>| {
+                let &j = index.get(&t)?;
+                if guesses[j].is_none() {
+                    guesses[j] = cc;
+                }
+                head_reached |= j == 0;
+                Some(entries[j])
+            };
+            e.end_block_in_region(&mut succ, &cands);
+        }
+        if let Some(err) = e.err.take() {
+            return Err(err);
+        }
+    }
+    if head_reached {
+        // Edges back to the entry block come through its budget check.
+        e.b.switch_to_block(entries[0]);
+        e.set_entry_state(true, guesses[0]);
+        e.member_budget_check(blocks[0].insns.len(), blocks[0].key.rip);
+        e.b.ins().jump(head_body, &[]);
+    }
+    e.b.seal_all_blocks();
+    Ok(Built {
+        statics: std::mem::take(&mut e.statics),
+        helpers,
+        links: e.links,
+    })
+}
+
+/// Does an instruction of `block` read arithmetic flags before one writes
+/// them (so the flags at entry matter)?
+fn reads_flags_first(block: &Block) -> bool {
+    use crate::flags::FlagSet;
+    for insn in &block.insns {
+        let i = &insn.i;
+        if !(FlagSet::from_iced(i.rflags_read()) & FlagSet::ARITH).is_empty() {
+            return true;
+        }
+        let written = FlagSet::from_iced(i.rflags_modified()) & FlagSet::ARITH;
+        if !written.is_empty() {
+            // INC/DEC keep CF and shifts by 0 keep everything: the lazy
+            // state reads the old flags for them.
+            return written != FlagSet::ARITH || is_shift(i.mnemonic());
+        }
+    }
+    false
+}
+
+fn is_shift(m: Mnemonic) -> bool {
+    use Mnemonic as M;
+    matches!(
+        m,
+        M::Shl | M::Shr | M::Sar | M::Sal | M::Rol | M::Ror | M::Rcl | M::Rcr | M::Shld | M::Shrd
+    )
+}
+
+/// Emit the instructions of `block`. `Ok(false)`: the block ended in a
+/// static fault (the rest is dead code, nothing follows it).
+fn emit_insns<S: SemSource>(
+    e: &mut ClifEmitter,
+    block: &Block,
+    src: &S,
+    helpers: &mut Vec<Insn>,
+) -> Result<bool, JitError> {
     for (k, insn) in block.insns.iter().enumerate() {
         e.begin_insn(k, insn);
         let r = if always_ud(&insn.i) {
             Err(Stop::Fault(Exception::ud()))
         } else {
             match src.sem(&insn.i) {
-                Some(Sem::Emit(f)) => f(&mut e, insn),
+                Some(Sem::Emit(f)) => f(e, insn),
                 // Helpers, and forms the table does not know (their
                 // interpreter handler raises #UD): the interpreter's
                 // handler runs them.
@@ -553,8 +844,7 @@ fn emit_block<S: SemSource>(
             Err(Stop::Fault(ex)) => {
                 // Raised unconditionally: the rest of the block is dead.
                 e.static_fault(ex);
-                e.b.seal_all_blocks();
-                return Ok((std::mem::take(&mut e.statics), helpers));
+                return Ok(false);
             }
             Err(Stop::Restart) => {
                 return Err(JitError::Unsupported(
@@ -566,7 +856,5 @@ fn emit_block<S: SemSource>(
             return Err(err);
         }
     }
-    e.final_exit();
-    e.b.seal_all_blocks();
-    Ok((std::mem::take(&mut e.statics), helpers))
+    Ok(true)
 }
