@@ -53,7 +53,12 @@ fn case(name: &str, kernel: &Path, extra: &[&str], status: i32) {
         v.extend(more.iter().map(|s| s.to_string()));
         v
     };
-    let strs = |v: &[String]| v.iter().map(String::as_str).collect::<Vec<_>>().join("\u{0}");
+    let strs = |v: &[String]| {
+        v.iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\u{0}")
+    };
     let plain_args = with(&["--stats"]);
     let rec_args = with(&["--stats", "--record", &log_s]);
     let rep_args = with(&["--stats", "--replay", &log_s]);

@@ -282,7 +282,10 @@ fn start_guest(cfg: &Config, guest: &Guest, m: &mut Machine) -> Result<(), Error
     });
     if m.snapshots.is_some() {
         std::fs::create_dir_all(&cfg.snapshot_dir).map_err(|e| {
-            Error::Input(format!("--snapshot-dir {}: {e}", cfg.snapshot_dir.display()))
+            Error::Input(format!(
+                "--snapshot-dir {}: {e}",
+                cfg.snapshot_dir.display()
+            ))
         })?;
     }
     let Some(path) = &cfg.loadvm else {

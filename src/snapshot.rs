@@ -99,7 +99,11 @@ impl MachineDesc {
             }
         };
         cmp("RAM", bytes(self.ram_size), bytes(now.ram_size));
-        cmp("serial ports", self.uarts.to_string(), now.uarts.to_string());
+        cmp(
+            "serial ports",
+            self.uarts.to_string(),
+            now.uarts.to_string(),
+        );
         let dx = |(b, s): (u16, u16)| format!("{b:#x}+{s}");
         cmp("debug-exit", dx(self.debug_exit), dx(now.debug_exit));
         cmp("clock", self.clock.clone(), now.clock.clone());
@@ -108,7 +112,7 @@ impl MachineDesc {
 }
 
 fn bytes(n: u64) -> String {
-    if n % (1 << 20) == 0 {
+    if n.is_multiple_of(1 << 20) {
         format!("{} MiB", n >> 20)
     } else {
         format!("{n} bytes")
@@ -165,7 +169,7 @@ impl SnapshotPlan {
 
     /// A snapshot is due at `icount` (never at 0: nothing ran yet).
     pub fn due(&self, icount: u64) -> bool {
-        icount != 0 && icount % self.every == 0
+        icount != 0 && icount.is_multiple_of(self.every)
     }
 
     /// The file for the snapshot at `icount`.
@@ -448,9 +452,256 @@ impl Devices {
 
 /// Armed timers must belong to this machine's devices.
 fn check_timers(t: &TimersState, uarts: usize) -> Result<(), Error> {
-    let owned = |id| id == timer::PIT0 || id == timer::RTC || (0..uarts).any(|i| timer::com(i) == id);
+    let owned =
+        |id| id == timer::PIT0 || id == timer::RTC || (0..uarts).any(|i| timer::com(i) == id);
     match t.armed.iter().find(|(id, _)| !owned(*id)) {
         Some((id, _)) => Err(input(format!("timer {} has no device", id.0))),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each device round trip: bring it into a non-trivial state through
+    //! its ports, save the machine to bytes, load the bytes into a fresh
+    //! machine; the device's state and its next guest-visible read must be
+    //! the same on both.
+    use super::*;
+    use crate::cli::Accel;
+    use crate::machine::MachineConfig;
+    use crate::pc::PcIo;
+    use cjemu_devices::uart16550::VecOutput;
+    use cjemu_jit::emit::Width;
+    use cjemu_jit::memory::IoBus;
+    use cjemu_replay::clock::VirtualNs;
+    use cjemu_replay::timers::TimerId;
+
+    fn machine() -> Machine {
+        Machine::build(MachineConfig {
+            serial: vec![Box::new(VecOutput::default())],
+            ..MachineConfig::new(1 << 20, Accel::Interp)
+        })
+        .unwrap()
+    }
+
+    fn outb(m: &Machine, port: u16, v: u8, icount: u64) {
+        PcIo(m.pc.clone()).port_write(port, Width::B, v as u32, icount);
+    }
+
+    fn inb(m: &Machine, port: u16, icount: u64) -> u8 {
+        PcIo(m.pc.clone()).port_read(port, Width::B, icount) as u8
+    }
+
+    /// `m` saved to bytes and loaded into a fresh machine.
+    fn reloaded(m: &Machine) -> Machine {
+        let bytes = encode(m).unwrap();
+        let mut fresh = machine();
+        load(&mut fresh, &mut bytes.as_slice()).unwrap();
+        assert_eq!(fresh.state_parts(), m.state_parts(), "every part");
+        fresh
+    }
+
+    #[test]
+    fn pic_round_trip_keeps_irr_isr_and_the_next_vector() {
+        let m = machine();
+        for (base, vector, icw3) in [(0x20, 0x20, 0x04), (0xa0, 0x28, 0x02)] {
+            outb(&m, base, 0x11, 0);
+            outb(&m, base + 1, vector, 0);
+            outb(&m, base + 1, icw3, 0);
+            outb(&m, base + 1, 0x01, 0);
+        }
+        outb(&m, 0x21, 0xf0, 0);
+        m.pc.borrow().pic.borrow_mut().set_irq(1, true);
+        m.pc.borrow().pic.borrow_mut().set_irq(3, true);
+        outb(&m, 0x20, 0x0a, 0); // OCW3: read IRR
+        let b = reloaded(&m);
+        let (pa, pb) = (m.pc.borrow().pic.clone(), b.pc.borrow().pic.clone());
+        assert_eq!(pb.borrow().state(), pa.borrow().state());
+        assert!(pb.borrow().intr(), "INTR follows the restored IRR");
+        assert_eq!(b.engine.cpu().intr, 0, "loading raised nothing");
+        assert_eq!(inb(&b, 0x20, 0), inb(&m, 0x20, 0));
+        let v = pa.borrow_mut().acknowledge();
+        assert_eq!(pb.borrow_mut().acknowledge(), v);
+        assert_eq!(v, 0x21);
+    }
+
+    #[test]
+    fn pit_round_trip_keeps_the_count_and_a_pending_latch() {
+        let m = machine();
+        outb(&m, 0x43, 0x34, 0); // channel 0, LSB then MSB, mode 2
+        outb(&m, 0x40, 0xe8, 0);
+        outb(&m, 0x40, 0x03, 0); // 1000
+        outb(&m, 0x43, 0x00, 123_456); // latch channel 0
+        let b = reloaded(&m);
+        for icount in [200_000, 200_000, 300_000] {
+            assert_eq!(inb(&b, 0x40, icount), inb(&m, 0x40, icount));
+        }
+        outb(&m, 0x43, 0xe2, 300_000); // read back status of channel 0
+        outb(&b, 0x43, 0xe2, 300_000);
+        assert_eq!(inb(&b, 0x40, 300_000), inb(&m, 0x40, 300_000));
+    }
+
+    #[test]
+    fn rtc_round_trip_keeps_cmos_index_and_time() {
+        let m = machine();
+        outb(&m, 0x70, 0x40, 0);
+        outb(&m, 0x71, 0x5a, 0);
+        outb(&m, 0x70, 0x0b, 0);
+        outb(&m, 0x71, 0x42, 0); // periodic interrupt on, 24-hour
+        outb(&m, 0x70, 0x40, 0);
+        let b = reloaded(&m);
+        assert_eq!(inb(&b, 0x71, 10), 0x5a, "the selected index survived");
+        assert_eq!(inb(&m, 0x71, 10), 0x5a);
+        outb(&m, 0x70, 0x00, 3_000_000_000);
+        outb(&b, 0x70, 0x00, 3_000_000_000);
+        assert_eq!(inb(&b, 0x71, 3_000_000_000), inb(&m, 0x71, 3_000_000_000));
+    }
+
+    #[test]
+    fn uart_round_trip_keeps_received_bytes_and_registers() {
+        let m = machine();
+        outb(&m, 0x3fa, 0x07, 0); // FIFO on
+        outb(&m, 0x3f9, 0x01, 0); // IER: received data
+        outb(&m, 0x3fb, 0x03, 0);
+        m.pc.borrow_mut().feed_bytes(0, b"xyz", 5).unwrap();
+        let b = reloaded(&m);
+        for port in [0x3fa, 0x3fd, 0x3f8, 0x3f8, 0x3fd, 0x3f8, 0x3fd] {
+            assert_eq!(inb(&b, port, 50), inb(&m, port, 50), "port {port:#x}");
+        }
+        assert_eq!(inb(&b, 0x3fb, 50), 0x03);
+    }
+
+    #[test]
+    fn i8042_and_port61_round_trip() {
+        let m = machine();
+        outb(&m, 0x64, 0xaa, 0); // self-test: 0x55 queued
+        outb(&m, 0x61, 0x03, 0);
+        let b = reloaded(&m);
+        assert_eq!(inb(&b, 0x64, 1), inb(&m, 0x64, 1));
+        assert_eq!(inb(&b, 0x60, 1), 0x55);
+        assert_eq!(inb(&m, 0x60, 1), 0x55);
+        assert_eq!(inb(&b, 0x61, 40_000), inb(&m, 0x61, 40_000));
+    }
+
+    #[test]
+    fn testdev_debug_exit_clock_and_timers_round_trip() {
+        let mut m = machine();
+        let io = PcIo(m.pc.clone());
+        let mut io = io;
+        io.port_write(0xe0, Width::D, 0x1234_5678, 0);
+        io.mmio_write(
+            GuestPhysAddr(crate::pc::IORAM_BASE + 8),
+            Width::Q,
+            0x1122_3344_5566_7788,
+            0,
+        );
+        outb(&m, 0xf4, 0x21, 0); // a debug-exit request not taken yet
+        {
+            let mut pc = m.pc.borrow_mut();
+            pc.clock = VirtualClock::from_state(&ClockState {
+                bias: -40,
+                shift: 3,
+                auto: false,
+            })
+            .unwrap();
+            pc.timers.arm(timer::RTC, VirtualNs(777));
+        }
+        m.engine.cpu_mut().tsc_shift = 3;
+        let bytes = encode(&m).unwrap();
+        let mut b = Machine::build(MachineConfig {
+            serial: vec![Box::new(VecOutput::default())],
+            shift: cjemu_replay::clock::ShiftMode::Fixed(3),
+            ..MachineConfig::new(1 << 20, Accel::Interp)
+        })
+        .unwrap();
+        load(&mut b, &mut bytes.as_slice()).unwrap();
+        assert_eq!(b.state_parts(), m.state_parts());
+        let mut bio = PcIo(b.pc.clone());
+        assert_eq!(bio.port_read(0xe0, Width::D, 0), 0x1234_5678);
+        assert_eq!(
+            bio.mmio_read(GuestPhysAddr(crate::pc::IORAM_BASE + 12), Width::D, 0),
+            0x1122_3344
+        );
+        let req = |x: &Machine| x.pc.borrow().debug_exit.borrow_mut().take_request();
+        assert_eq!(req(&b), Some(0x21));
+        assert_eq!(req(&m), Some(0x21));
+        let pc = b.pc.borrow();
+        assert_eq!(pc.clock.ns_at(100), VirtualNs(800 - 40));
+        assert_eq!(pc.timers.state().armed, vec![(TimerId(1), VirtualNs(777))]);
+    }
+
+    #[test]
+    fn ram_cpu_and_pending_input_round_trip() {
+        let mut m = machine();
+        let ram = m.engine.mem_mut();
+        ram.write_phys(GuestPhysAddr(0x3000), b"page three")
+            .unwrap();
+        ram.write_phys(GuestPhysAddr((1 << 20) - 1), &[0xee])
+            .unwrap();
+        let cpu = m.engine.cpu_mut();
+        cpu.gpr[3] = 0xfeed;
+        cpu.icount = 4242;
+        m.serial_input.set_pending(b"later");
+        let bytes = encode(&m).unwrap();
+        let mut b = machine();
+        b.engine
+            .mem_mut()
+            .write_phys(GuestPhysAddr(0x8000), b"old")
+            .unwrap();
+        load(&mut b, &mut bytes.as_slice()).unwrap();
+        assert_eq!(b.state_parts(), m.state_parts());
+        assert_eq!(
+            b.engine.mem().ram(),
+            m.engine.mem().ram(),
+            "stale page zeroed"
+        );
+        assert_eq!(b.engine.cpu().icount, 4242);
+        assert_eq!(b.serial_input.pending_bytes(), b"later");
+        // Two pages of 256 saved, so the file is small.
+        assert!(bytes.len() < 80_000, "{} bytes", bytes.len());
+    }
+
+    #[test]
+    fn damaged_files_are_refused_and_leave_the_machine_as_it_was() {
+        let mut m = machine();
+        m.engine
+            .mem_mut()
+            .write_phys(GuestPhysAddr(0x2000), b"abc")
+            .unwrap();
+        m.engine.cpu_mut().icount = 99;
+        let good = encode(&m).unwrap();
+        let mut target = machine();
+        let before = target.state_parts();
+        let mut refuse = |bytes: &[u8], what: &str| {
+            match load(&mut target, &mut &bytes[..]) {
+                Err(Error::Input(_)) => {}
+                other => panic!("{what}: {other:?}"),
+            }
+            assert_eq!(target.state_parts(), before, "{what}: untouched");
+        };
+        // Every truncation (a stride through the file, and the last bytes).
+        let n = good.len();
+        for cut in (0..n).step_by(97).chain(n - 40..n) {
+            refuse(&good[..cut], &format!("cut at {cut}"));
+        }
+        // Flipped bits all over (xorshift positions, deterministic).
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..300 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut v = good.clone();
+            let at = (x % n as u64) as usize;
+            v[at] ^= 1 << (x >> 60 & 7);
+            refuse(&v, &format!("bit flip at {at}"));
+        }
+        // A valid checksum over a damaged state section: decoding refuses.
+        let mut v = good.clone();
+        v[HEADER_LEN + 3] ^= 0xff;
+        let sum = xxhash_rust::xxh3::xxh3_64(&v[20..]);
+        v[12..20].copy_from_slice(&sum.to_le_bytes());
+        let _ = load(&mut target, &mut v.as_slice());
+        assert!(load(&mut target, &mut good.as_slice()).is_ok());
+        assert_eq!(target.state_parts(), m.state_parts());
     }
 }

@@ -109,7 +109,12 @@ fn loadvm(snap: &Path, accel: &str, extra: &[&str]) -> Output {
 /// Same end as `full`, and the serial output is the part of `full`'s that
 /// came after the snapshot.
 fn assert_continues(full: &Output, from: &Output, what: &str) {
-    assert_eq!(from.status.code(), full.status.code(), "{what}: {}", stderr(from));
+    assert_eq!(
+        from.status.code(),
+        full.status.code(),
+        "{what}: {}",
+        stderr(from)
+    );
     assert_eq!(stat(from, "icount"), stat(full, "icount"), "{what}");
     assert_eq!(stat(from, "state-hash"), stat(full, "state-hash"), "{what}");
     let (a, b) = (&full.stdout, &from.stdout);
@@ -129,8 +134,12 @@ fn equivalence(accel: &str, load_accel: &str, name: &str) {
     assert!(stat(&full, "interrupts").parse::<u64>().unwrap() >= 1000);
     let total: u64 = stat(&full, "icount").parse().unwrap();
     let snaps = snapshots(&d);
-    let want = total / EVERY - u64::from(total % EVERY == 0);
-    assert_eq!(snaps.len() as u64, want, "one per multiple of {EVERY} below {total}");
+    let want = total / EVERY - u64::from(total.is_multiple_of(EVERY));
+    assert_eq!(
+        snaps.len() as u64,
+        want,
+        "one per multiple of {EVERY} below {total}"
+    );
     for (i, (n, _)) in snaps.iter().enumerate() {
         assert_eq!(*n, (i as u64 + 1) * EVERY);
     }
@@ -168,11 +177,20 @@ fn a_loaded_run_writes_the_same_later_snapshots() {
     let o = loadvm(
         first,
         "interp",
-        &["--snapshot-every", &EVERY.to_string(), "--snapshot-dir", d2.to_str().unwrap()],
+        &[
+            "--snapshot-every",
+            &EVERY.to_string(),
+            "--snapshot-dir",
+            d2.to_str().unwrap(),
+        ],
     );
     assert_continues(&full, &o, "reloaded with --snapshot-every");
     let later = snapshots(&d2);
-    assert_eq!(later.len(), snaps.len() - 1, "all but the one it started from");
+    assert_eq!(
+        later.len(),
+        snaps.len() - 1,
+        "all but the one it started from"
+    );
     for ((n1, p1), (n2, p2)) in snaps[1..].iter().zip(&later) {
         assert_eq!(n1, n2);
         assert!(

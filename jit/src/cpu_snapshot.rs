@@ -235,7 +235,10 @@ fn check(s: &CpuSnapshot) -> Result<(), CpuSnapshotError> {
     if s.cpl > 3 {
         return Err(CpuSnapshotError::Cpl(s.cpl));
     }
-    for (name, v) in [("interrupt shadow", s.interrupt_shadow), ("halted", s.halted)] {
+    for (name, v) in [
+        ("interrupt shadow", s.interrupt_shadow),
+        ("halted", s.halted),
+    ] {
         if v > 1 {
             return Err(CpuSnapshotError::Flag(name, v));
         }
@@ -286,7 +289,11 @@ mod tests {
         let back = CpuState::from_snapshot(&s).unwrap();
         assert_eq!(back.snapshot(), s);
         assert_eq!(back.rflags(), c.rflags());
-        assert_eq!(c.rflags() & 0x44, 0x44, "ZF and PF came from the lazy state");
+        assert_eq!(
+            c.rflags() & 0x44,
+            0x44,
+            "ZF and PF came from the lazy state"
+        );
         assert_eq!(back.cc_op, 0, "restored flags are eager");
         assert_eq!(back.icount, 123_456);
         assert_eq!(back.cpl, 3);

@@ -48,7 +48,19 @@ pub const AUTO_INITIAL_SHIFT: u8 = 3;
 ///
 /// The only time type device code sees. It never comes from the host clock:
 /// the run loop computes it from the instruction count.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct VirtualNs(pub u64);
 
 impl VirtualNs {

@@ -26,7 +26,19 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// A timer's name. The machine assigns ids; a device owns the ids it is
 /// given.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct TimerId(pub u32);
 
 /// Every armed timer, for snapshots: `(id, deadline)` sorted by id.
