@@ -101,6 +101,15 @@ struct RawArgs {
     /// Instructions between checkpoints of a recording (default 1000000000)
     #[arg(long = "checkpoint-every", value_name = "N")]
     checkpoint_every: Option<u64>,
+    /// Write a snapshot every N instructions (to --snapshot-dir)
+    #[arg(long = "snapshot-every", value_name = "N")]
+    snapshot_every: Option<u64>,
+    /// Directory for --snapshot-every's snap-ICOUNT.cjsnap files (default .)
+    #[arg(long = "snapshot-dir", value_name = "DIR")]
+    snapshot_dir: Option<PathBuf>,
+    /// Start from the snapshot in FILE instead of booting the guest
+    #[arg(long, value_name = "FILE")]
+    loadvm: Option<PathBuf>,
     /// Print run statistics and final registers to stderr
     #[arg(long)]
     stats: bool,
@@ -224,6 +233,12 @@ pub struct Config {
     pub record_replay: Option<RecordReplay>,
     /// `--checkpoint-every N`.
     pub checkpoint_every: Option<u64>,
+    /// `--snapshot-every N`.
+    pub snapshot_every: Option<u64>,
+    /// `--snapshot-dir DIR` (default `.`).
+    pub snapshot_dir: PathBuf,
+    /// `--loadvm FILE`.
+    pub loadvm: Option<PathBuf>,
     pub stats: bool,
     /// `-s` / `-gdb DEV`: the gdb device.
     pub gdb: Option<String>,
@@ -456,6 +471,7 @@ fn validate(raw: RawArgs) -> Result<Config, Error> {
              checkpoints its log holds",
         ));
     }
+    check_snapshot_options(&raw, &record_replay)?;
     if raw.kernel.is_none() && (raw.append.is_some() || raw.initrd.is_some()) {
         return Err(usage("-append and -initrd need -kernel FILE"));
     }
@@ -485,6 +501,9 @@ fn validate(raw: RawArgs) -> Result<Config, Error> {
         icount,
         record_replay,
         checkpoint_every: raw.checkpoint_every,
+        snapshot_every: raw.snapshot_every,
+        snapshot_dir: raw.snapshot_dir.unwrap_or_else(|| PathBuf::from(".")),
+        loadvm: raw.loadvm,
         stats: raw.stats,
         gdb,
         freeze: raw.freeze,
@@ -700,6 +719,32 @@ pub fn parse_icount(s: &str) -> Result<(Option<Icount>, Option<RecordReplay>), S
         (None, None) => None,
     };
     Ok((Some(ic), record_replay))
+}
+
+/// `--snapshot-every`, `--snapshot-dir`, `--loadvm`: what goes together.
+fn check_snapshot_options(raw: &RawArgs, rr: &Option<RecordReplay>) -> Result<(), Error> {
+    if raw.snapshot_every == Some(0) {
+        return Err(usage("--snapshot-every must be at least 1"));
+    }
+    if raw.snapshot_dir.is_some() && raw.snapshot_every.is_none() {
+        return Err(usage("--snapshot-dir needs --snapshot-every N"));
+    }
+    if raw.loadvm.is_none() {
+        return Ok(());
+    }
+    if rr.is_some() {
+        return Err(usage(
+            "--loadvm cannot be combined with --record or --replay (yet): a recording \
+             starts from the guest's boot",
+        ));
+    }
+    if raw.serial_input.is_some() {
+        return Err(usage(
+            "--serial-input with --loadvm: the snapshot carries the serial input the guest \
+             had not taken yet",
+        ));
+    }
+    Ok(())
 }
 
 fn combine_record_replay(

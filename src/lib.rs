@@ -20,6 +20,7 @@ mod pc_wiring;
 pub mod record_replay;
 pub mod serial_input;
 pub mod signals;
+pub mod snapshot;
 pub mod stats;
 pub mod status;
 
@@ -270,6 +271,36 @@ pub fn replay_dump(path: &Path) -> Result<String, Error> {
     record_replay::dump(path)
 }
 
+/// Put the guest in the machine: boot it, or (`--loadvm`) load the
+/// snapshot. `--snapshot-every` arms the machine's snapshot stops; a
+/// loaded run without it keeps the stops of the run that wrote the file,
+/// so it hands serial input over at the same counts.
+fn start_guest(cfg: &Config, guest: &Guest, m: &mut Machine) -> Result<(), Error> {
+    m.snapshots = cfg.snapshot_every.map(|every| snapshot::SnapshotPlan {
+        every,
+        dir: Some(cfg.snapshot_dir.clone()),
+    });
+    if m.snapshots.is_some() {
+        std::fs::create_dir_all(&cfg.snapshot_dir).map_err(|e| {
+            Error::Input(format!(
+                "--snapshot-dir {}: {e}",
+                cfg.snapshot_dir.display()
+            ))
+        })?;
+    }
+    let Some(path) = &cfg.loadvm else {
+        return guest.load(m);
+    };
+    let loaded = snapshot::load_file(m, path)?;
+    log::info!("loaded {} (icount {})", path.display(), loaded.icount);
+    if m.snapshots.is_none() {
+        m.snapshots = loaded
+            .stop_every
+            .map(|every| snapshot::SnapshotPlan { every, dir: None });
+    }
+    Ok(())
+}
+
 /// Run the configured guest; the result is the process exit status.
 pub fn run(cfg: &Config) -> Result<u8, Error> {
     logging::init(&cfg.log_items, cfg.log_file.as_deref())?;
@@ -332,7 +363,7 @@ pub fn run(cfg: &Config) -> Result<u8, Error> {
         }
         _ => Journal::Off,
     };
-    guest.load(&mut m)?;
+    start_guest(cfg, &guest, &mut m)?;
     let report = loop {
         let report = m.run()?;
         let rebooting = guest.reboots() && !cfg.no_reboot;

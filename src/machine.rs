@@ -23,6 +23,7 @@ use crate::pacing::{IdleWait, Pacing, PacingMode};
 use crate::pc::{ram_split, DebugExitConfig, Pc, PcConfig, PcIo};
 use crate::record_replay::{checkpoint_parts, Journal};
 use crate::serial_input::SerialInput;
+use crate::snapshot::SnapshotPlan;
 use crate::status::{Error, Outcome};
 use cjemu_devices::rtc_cmos::RtcConfig;
 use cjemu_devices::uart16550::SerialOutput;
@@ -96,6 +97,12 @@ pub struct Machine {
     /// A stop asked for (by a signal, or by the log being replayed), taken
     /// by the run loop after the service round that saw it.
     stop: Option<StopReason>,
+    /// Where the debug-exit device sits (a snapshot's machine description).
+    pub debug_exit: DebugExitConfig,
+    /// `--snapshot-every`: stops (and snapshots) at multiples of a count.
+    pub snapshots: Option<SnapshotPlan>,
+    /// The count of the last snapshot written or loaded (never twice).
+    last_snapshot: Option<u64>,
 }
 
 /// Counters of a run, for `--stats`.
@@ -170,6 +177,9 @@ impl Machine {
             counters: RunCounters::default(),
             round_at: (u64::MAX, 0),
             stop: None,
+            debug_exit: cfg.debug_exit,
+            snapshots: None,
+            last_snapshot: None,
         })
     }
 
@@ -213,6 +223,9 @@ impl Machine {
     fn service(&mut self) -> Result<bool, Error> {
         let icount = self.engine.cpu().icount;
         let round = self.rounds_done(icount);
+        if round == 0 {
+            self.snapshot_if_due(icount)?;
+        }
         self.round_at = (icount, round + 1);
         if matches!(self.journal, Journal::Replay(_)) {
             self.replay_round(icount, round)?;
@@ -222,6 +235,27 @@ impl Machine {
         let intr = self.pc.borrow_mut().service(icount);
         self.engine.set_intr(intr);
         Ok(intr)
+    }
+
+    /// `--snapshot-every`: the machine as it enters the first service
+    /// round at a multiple of the period.
+    fn snapshot_if_due(&mut self, icount: u64) -> Result<(), Error> {
+        let Some(plan) = &self.snapshots else {
+            return Ok(());
+        };
+        if !plan.due(icount) || self.last_snapshot == Some(icount) {
+            return Ok(());
+        }
+        crate::snapshot::write_due(self, plan)?;
+        self.last_snapshot = Some(icount);
+        Ok(())
+    }
+
+    /// A snapshot taken at `icount` was just loaded: the next service
+    /// round is that count's first, and writes no snapshot of it again.
+    pub(crate) fn snapshot_loaded(&mut self, icount: u64) {
+        self.round_at = (u64::MAX, 0);
+        self.last_snapshot = Some(icount);
     }
 
     /// Live inputs to COM1 (recorded when recording), and a checkpoint if
@@ -303,8 +337,8 @@ impl Machine {
         }
     }
 
-    /// Instructions until the next timer deadline, checkpoint or recorded
-    /// event, at most [`SLICE`].
+    /// Instructions until the next timer deadline, checkpoint, snapshot or
+    /// recorded event, at most [`SLICE`].
     fn budget(&self) -> u64 {
         let pc = self.pc.borrow();
         let icount = self.engine.cpu().icount;
@@ -312,6 +346,9 @@ impl Machine {
             .timers
             .budget(&pc.clock, icount)
             .map_or(SLICE, |b| b.min(SLICE));
+        if let Some(p) = &self.snapshots {
+            b = b.min(p.until_next(icount));
+        }
         match &self.journal {
             Journal::Off => {}
             Journal::Record(r) => b = b.min(r.next_checkpoint().saturating_sub(icount)),

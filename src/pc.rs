@@ -313,6 +313,11 @@ impl Pc {
         self.settle_lines();
     }
 
+    /// Port 0x61's wires to PIT channel 2 (to build port 0x61 anew).
+    pub(crate) fn port61_link(&self) -> Box<dyn Port61Link> {
+        Box::new(PitChannel2(self.pit.clone()))
+    }
+
     /// Push buffered serial output out.
     pub fn flush(&self) {
         for u in &self.uarts {

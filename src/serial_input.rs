@@ -120,6 +120,16 @@ impl SerialInput {
         self.live.is_some()
     }
 
+    /// The bytes received and not yet handed over (a snapshot keeps them).
+    pub fn pending_bytes(&self) -> Vec<u8> {
+        self.pending.iter().copied().collect()
+    }
+
+    /// Replace the pending bytes (loading a snapshot); a live source stays.
+    pub fn set_pending(&mut self, bytes: &[u8]) {
+        self.pending = bytes.iter().copied().collect();
+    }
+
     /// Take up to `max` pending bytes, oldest first.
     pub fn take(&mut self, max: usize) -> Vec<u8> {
         let n = max.min(self.pending.len());

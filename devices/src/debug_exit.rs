@@ -9,7 +9,7 @@ use crate::bus::{le_value, BusDevice};
 use cjemu_replay::{StateHash, StateHasher};
 
 /// Every guest-visible field. `Default` is the power-on state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DebugExitState {
     /// The value last written, not yet acted on.
     pub requested: Option<u32>,

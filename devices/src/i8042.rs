@@ -108,7 +108,7 @@ pub const KBD_RESEND: u8 = 0xfe;
 pub const OUT_QUEUE_LEN: usize = 16;
 
 /// One byte waiting in the output buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OutByte {
     /// The byte.
     pub value: u8,
@@ -119,7 +119,7 @@ pub struct OutByte {
 }
 
 /// Every guest-visible field. `Default` is the power-on state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct I8042State {
     /// The command byte.
     pub ctr: u8,

@@ -62,7 +62,7 @@ pub const OCW3_ESMM: u8 = 0x40;
 pub const OCW3_SMM: u8 = 0x20;
 
 /// Where an initialisation sequence stands.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum InitStep {
     /// Initialised (or never): the data port is OCW1.
     #[default]
@@ -76,7 +76,7 @@ pub enum InitStep {
 }
 
 /// Every guest-visible field of one 8259A. `Default` is the power-on state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PicChipState {
     /// Interrupt request register.
     pub irr: u8,
@@ -301,7 +301,7 @@ impl PicChipState {
 }
 
 /// Every guest-visible field of the pair. `Default` is the power-on state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pic8259State {
     /// The master (IRQ0–7).
     pub master: PicChipState,

@@ -117,7 +117,7 @@ pub fn ns_of_tick(tick: u64) -> VirtualNs {
 
 /// A count written while a mode 2/3 counter runs, waiting for the end of
 /// the current (half-)period.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PendingLoad {
     /// The new count (1..=0x10000, or 1..=10000 in BCD).
     pub count: u32,
@@ -128,7 +128,7 @@ pub struct PendingLoad {
 }
 
 /// Every guest-visible field of one counter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PitChannelState {
     /// Mode 0–5 (control-word modes 6 and 7 are stored as 2 and 3).
     pub mode: u8,
@@ -195,7 +195,7 @@ impl PitChannelState {
 }
 
 /// Every guest-visible field of the PIT. `Default` is the power-on state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PitState {
     /// Counters 0, 1, 2.
     pub channels: [PitChannelState; CHANNELS],

@@ -43,7 +43,7 @@ impl Port61Link for NoLink {
 }
 
 /// Every guest-visible field. `Default` is the power-on state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Port61State {
     /// The writable bits 0–3 as last written.
     pub control: u8,

@@ -110,7 +110,7 @@ pub struct RtcConfig {
 
 /// Every guest-visible field. `Default` is the power-on state for a
 /// default [`RtcConfig`] (epoch time, no memory).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RtcCmosState {
     /// The 128 CMOS bytes. Clock bytes 0x00–0x09 and 0x32 hold the time
     /// only while the clock is halted; register C holds PF/AF/UF.

@@ -16,7 +16,7 @@ pub const IORAM_SIZE: u64 = 0x10000;
 pub const PORT_SIZE: u64 = 4;
 
 /// The IORAM's contents. `Default` (zeroes) is the power-on state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TestdevIoramState {
     /// [`IORAM_SIZE`] bytes.
     pub bytes: Vec<u8>,
@@ -85,7 +85,7 @@ impl BusDevice for TestdevIoram {
 }
 
 /// The port scratch register. `Default` (0) is the power-on state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TestdevPortState {
     /// The 32-bit register, little-endian over its four ports.
     pub data: u32,

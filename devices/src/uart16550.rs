@@ -201,7 +201,7 @@ impl SerialOutput for VecOutput {
 }
 
 /// Every guest-visible field of the UART. `Default` is the power-on state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Uart16550State {
     /// Divisor latch, low byte (reset 0x0c: 9600 baud).
     pub dll: u8,
@@ -399,6 +399,12 @@ impl Uart16550 {
             rx: self.rx.iter().copied().collect(),
             ..self.state.clone()
         }
+    }
+
+    /// The output sink, given up (a snapshot load builds the UART anew
+    /// from its saved state around the same sink).
+    pub fn into_output(self) -> Box<dyn SerialOutput> {
+        self.out
     }
 
     /// Back to the power-on state (the output sink stays).

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod block;
+pub mod cpu_snapshot;
 pub mod cpuid;
 pub mod cranelift;
 pub mod descriptor;

@@ -48,7 +48,19 @@ pub const AUTO_INITIAL_SHIFT: u8 = 3;
 ///
 /// The only time type device code sees. It never comes from the host clock:
 /// the run loop computes it from the instruction count.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct VirtualNs(pub u64);
 
 impl VirtualNs {
@@ -140,7 +152,7 @@ pub enum ClockError {
 
 /// Every field of the clock, for snapshots. `Default` is `shift=0`,
 /// `bias=0`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClockState {
     /// Added to `icount << shift`. Signed: a rebase to a larger shift moves
     /// it below zero (virtual time itself never goes below zero at or after

@@ -26,12 +26,24 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// A timer's name. The machine assigns ids; a device owns the ids it is
 /// given.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct TimerId(pub u32);
 
 /// Every armed timer, for snapshots: `(id, deadline)` sorted by id.
 /// `Default` is "nothing armed".
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TimersState {
     /// The armed timers, sorted by id, each id once.
     pub armed: Vec<(TimerId, VirtualNs)>,
