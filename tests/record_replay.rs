@@ -131,7 +131,10 @@ fn recorded(extra: &[&str], name: &str) -> (PathBuf, Output) {
 #[test]
 fn replays_reproduce_a_recording_with_timer_interrupts_and_typed_input() {
     let (log, rec) = recorded(&["-icount", "shift=0"], "typed.rr");
-    assert!(stat(&rec, "interrupts").parse::<u64>().unwrap() > 10, "timer interrupts were taken");
+    assert!(
+        stat(&rec, "interrupts").parse::<u64>().unwrap() > 10,
+        "timer interrupts were taken"
+    );
     for i in 0..2 {
         let r = replay(&log, &[]);
         assert_same_run(&rec, &r, &format!("replay {i}"));
