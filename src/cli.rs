@@ -86,7 +86,7 @@ struct RawArgs {
     /// Write logs to FILE instead of stderr
     #[arg(short = 'D', long = "D", value_name = "FILE")]
     log_file: Option<PathBuf>,
-    /// CPU engine: interp, or jit (alias tcg) with an optional compile threshold
+    /// CPU engine: jit (the default; alias tcg) with an optional compile threshold, or interp
     #[arg(long, value_name = "interp|jit[,threshold=N]")]
     accel: Option<String>,
     /// Virtual clock: shift=N|auto[,sleep=on|off][,align=on|off][,rr=record|replay,rrfile=F]
@@ -441,7 +441,7 @@ fn validate(raw: RawArgs) -> Result<Config, Error> {
     let flat = parse_flat(&raw)?;
     let accel = match &raw.accel {
         Some(a) => parse_accel(a, &mut warnings).map_err(|e| usage(format!("--accel {a}: {e}")))?,
-        None => Accel::Interp,
+        None => Accel::Jit { threshold: None },
     };
     let mut log_items = Vec::new();
     for l in &raw.log_items {
@@ -1018,7 +1018,7 @@ mod tests {
         let c = run(&[]);
         assert_eq!(c.kernel, None);
         assert_eq!(c.ram_size, DEFAULT_RAM);
-        assert_eq!(c.accel, Accel::Interp);
+        assert_eq!(c.accel, Accel::Jit { threshold: None }, "the tiered JIT");
         assert_eq!(c.serial, vec![SerialTarget::Stdio]);
         assert!(!c.stats && !c.no_reboot);
         assert_eq!(c.nyi(), None);
