@@ -43,14 +43,32 @@ pub fn render(e: &Engine, pc: &Pc, r: &RunReport) -> String {
     kv("blocks decoded", e.blocks_decoded().to_string());
     kv("blocks run", st.blocks_run.to_string());
     kv("blocks run compiled", st.compiled_runs.to_string());
-    kv("blocks compiled", st.blocks_compiled.to_string());
-    kv("blocks not compiled", st.compile_failures.to_string());
+    // The JIT compiles regions (a hot block and the blocks it reaches).
+    kv("regions compiled", st.blocks_compiled.to_string());
+    kv("blocks compiled", st.region_blocks.to_string());
+    kv("regions not compiled", st.compile_failures.to_string());
+    kv(
+        "instructions in compiled code",
+        format!(
+            "{} ({:.1}%)",
+            st.compiled_insns,
+            100.0 * st.compiled_insns as f64 / c.icount.max(1) as f64
+        ),
+    );
     let compile_secs = st.compile_ns as f64 / 1e9;
     kv("compile time", format!("{compile_secs:.6} s"));
+    kv(
+        "compile share",
+        format!("{:.1}% of run time", 100.0 * compile_secs / secs.max(1e-9)),
+    );
     let tries = st.blocks_compiled + st.compile_failures;
     kv(
-        "compile time per block",
-        format!("{:.1} us", st.compile_ns as f64 / 1e3 / tries.max(1) as f64),
+        "compile time per region",
+        format!(
+            "{:.1} us mean, {:.1} us max",
+            st.compile_ns as f64 / 1e3 / tries.max(1) as f64,
+            st.compile_ns_max as f64 / 1e3
+        ),
     );
     kv("exceptions", e.stats.exceptions.to_string());
     kv("interrupts", r.counters.interrupts.to_string());
@@ -117,7 +135,10 @@ mod tests {
             "run time",
             "blocks decoded",
             "compile time",
-            "compile time per block",
+            "compile time per region",
+            "compile share",
+            "regions compiled",
+            "instructions in compiled code",
             "rflags",
             "r15",
             "exit",
