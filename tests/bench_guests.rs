@@ -5,11 +5,10 @@
 //! the checksum) and exit with 0x21; both cjemu tiers must also retire the
 //! same `icount` and end in the same `state-hash`.
 
-#[path = "kernels/harness.rs"]
-mod harness;
-
 #[path = "../benches/common/mod.rs"]
 mod common;
+
+use common::harness;
 
 use common::{guest_args, guest_kernel, host_line, stat, GUEST_STATUS};
 use std::process::Command;

@@ -173,9 +173,13 @@ pub fn run_once(e: &mut Engine) -> u64 {
 // also built as a host program, whose output is the checksum oracle.
 // ---------------------------------------------------------------------------
 
+use harness::{built_once, tool};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "../../tests/kernels/harness.rs"]
+pub mod harness;
 
 /// One benchmark guest: `benches/guests/<name>.c` and its sizes (units of
 /// work, passed as `-append size=N`).
@@ -231,104 +235,17 @@ fn guest_dir(name: &str) -> PathBuf {
     d
 }
 
-fn tool(cmd: &mut Command, what: &str) {
-    let o = cmd.output().unwrap_or_else(|e| {
-        panic!(
-            "{what}: cannot run {:?} ({e}); install gcc and binutils",
-            cmd.get_program()
-        )
-    });
-    assert!(
-        o.status.success(),
-        "{what} failed: {cmd:?}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// Flags of the kernel objects: those of the rt64 test kernels
-/// (tests/kernels/harness.rs), with `tests/kernels` and `benches/guests`
-/// on the include path.
-fn kernel_cc(general_regs_only: bool) -> Command {
-    let mut c = Command::new("gcc");
-    c.args([
-        "-m64",
-        "-O2",
-        "-ffreestanding",
-        "-fno-pic",
-        "-fno-pie",
-        "-mno-red-zone",
-        "-mcmodel=small",
-        "-fno-stack-protector",
-        "-fno-asynchronous-unwind-tables",
-        "-fno-builtin",
-        "-Wall",
-        "-Werror",
-    ]);
-    if general_regs_only {
-        // The runtime and the wrapper: no SSE (as for the test kernels).
-        c.arg("-mgeneral-regs-only");
-    }
-    c.arg("-I").arg(repo("tests/kernels"));
-    c.arg("-I").arg(repo("benches/guests"));
-    c
-}
-
-/// Build (or reuse, within one process) something once: tests run on
-/// parallel threads and must not write the same files at once.
-fn built_once(key: String, build: impl FnOnce() -> PathBuf) -> PathBuf {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-    static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
-    let mut map = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    let map = map.get_or_insert_with(HashMap::new);
-    map.entry(key).or_insert_with(build).clone()
-}
-
-/// The multiboot kernel of guest `name` (ELF32 of an x86-64 link, as
-/// multiboot loaders want): rt64.S, rt64.c and kmain.c without SSE, the
-/// core `<name>.c` with SSE2 (x86-64's baseline, enabled by the runtime).
+/// The multiboot kernel of guest `name`, built as the rt64 test kernels are
+/// (`harness::build_rt64`: ELF32 of an x86-64 link, as multiboot loaders
+/// want): the runtime without SSE, `kmain.c` and the core `<name>.c` with
+/// SSE2 (x86-64's baseline, enabled by the runtime).
 pub fn guest_kernel(name: &str) -> PathBuf {
-    built_once(format!("kernel:{name}"), || {
-        let d = guest_dir(name);
-        let sources = [
-            ("tests/kernels/rt64.S", true),
-            ("tests/kernels/rt64.c", true),
-            ("benches/guests/kmain.c", true),
-            (&format!("benches/guests/{name}.c") as &str, false),
-        ];
-        let mut objs = Vec::new();
-        for (s, plain) in sources {
-            let o = d.join(format!(
-                "{}.o",
-                Path::new(s).file_name().unwrap().to_string_lossy()
-            ));
-            tool(
-                kernel_cc(plain).arg("-c").arg(repo(s)).arg("-o").arg(&o),
-                "compiling a benchmark guest",
-            );
-            objs.push(o);
-        }
-        let elf64 = d.join(format!("{name}.elf64"));
-        tool(
-            Command::new("ld")
-                .args(["-m", "elf_x86_64", "-nostdlib", "--no-warn-rwx-segments"])
-                .args(["-z", "noexecstack", "-z", "max-page-size=0x1000", "-T"])
-                .arg(repo("tests/kernels/kernel.ld"))
-                .arg("-o")
-                .arg(&elf64)
-                .args(&objs),
-            "linking a benchmark guest",
-        );
-        let elf = d.join(format!("{name}.elf"));
-        tool(
-            Command::new("objcopy")
-                .args(["-O", "elf32-i386"])
-                .arg(&elf64)
-                .arg(&elf),
-            "converting a benchmark guest to ELF32",
-        );
-        elf
-    })
+    let core = format!("../../benches/guests/{name}.c");
+    harness::build_rt64(
+        &format!("bench-{name}"),
+        &["../../benches/guests/kmain.c", &core],
+        true,
+    )
 }
 
 /// The same core built as a host program (`host.c`), gcc -O2.

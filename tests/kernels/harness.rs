@@ -49,7 +49,8 @@ fn out_dir(kernel: &str) -> PathBuf {
     d
 }
 
-fn tool(cmd: &mut Command, what: &str) {
+/// Run a build tool; a missing tool or a failure fails with its output.
+pub fn tool(cmd: &mut Command, what: &str) {
     let o = cmd.output().unwrap_or_else(|e| {
         panic!(
             "{what}: cannot run {:?} ({e}); install gcc and binutils",
@@ -99,7 +100,7 @@ fn link(script: &str, objs: &[PathBuf], output: &Path) {
 /// Build each kernel once per test binary: tests run on parallel threads
 /// and two of them building the same kernel into the same directory would
 /// read each other's half-written files.
-fn built_once(key: String, build: impl FnOnce() -> PathBuf) -> PathBuf {
+pub fn built_once(key: String, build: impl FnOnce() -> PathBuf) -> PathBuf {
     use std::collections::HashMap;
     use std::sync::Mutex;
     static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
@@ -175,12 +176,15 @@ fn compile64(input: &Path, output: &Path, sse: bool) {
         // Handlers must not touch SSE: some tests run with CR0.TS set.
         cmd.arg("-mgeneral-regs-only");
     }
+    // Sources outside tests/kernels (the benchmark guests) include rt64.h.
+    cmd.arg("-I").arg(src(""));
     cmd.arg("-c").arg(input).arg("-o").arg(output);
     tool(&mut cmd, "compiling a 64-bit test kernel");
 }
 
 /// Build a 64-bit kernel on the rt64 runtime: `rt64.S`, `rt64.c` (never
-/// using SSE), then `sources` (SSE allowed when `sse`), linked as x86-64
+/// using SSE), then `sources` (paths relative to tests/kernels; SSE
+/// allowed when `sse`), linked as x86-64
 /// ELF and converted to ELF32 with objcopy, since multiboot loaders
 /// (QEMU's too) only take 32-bit ELF.
 pub fn build_rt64(name: &str, sources: &[&str], sse: bool) -> PathBuf {
@@ -196,7 +200,8 @@ fn build_rt64_now(name: &str, sources: &[&str], sse: bool) -> PathBuf {
         .into_iter()
         .chain(sources.iter().map(|s| (*s, true)))
     {
-        let o = d.join(format!("{s}.o"));
+        let file = Path::new(s).file_name().unwrap().to_string_lossy();
+        let o = d.join(format!("{file}.o"));
         compile64(&src(s), &o, own && sse);
         objs.push(o);
     }
