@@ -9,33 +9,6 @@ use crate::flags::{CcOp, RFLAGS_FIXED};
 use crate::state::{CpuState, DescriptorTable, Msrs, Segment};
 use serde::{Deserialize, Serialize};
 
-/// A segment register, visible and hidden parts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SegmentSnapshot {
-    pub base: u64,
-    pub limit: u32,
-    pub selector: u16,
-    pub attrs: u16,
-}
-
-/// The MSRs of [`Msrs`], in its order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MsrSnapshot {
-    pub star: u64,
-    pub lstar: u64,
-    pub cstar: u64,
-    pub sfmask: u64,
-    pub kernel_gs_base: u64,
-    pub sysenter_cs: u64,
-    pub sysenter_esp: u64,
-    pub sysenter_eip: u64,
-    pub pat: u64,
-    pub tsc_aux: u64,
-    pub apic_base: u64,
-    pub misc_enable: u64,
-    pub mtrr_def_type: u64,
-}
-
 /// Every saved field of the CPU. RFLAGS is stored materialised.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CpuSnapshot {
@@ -43,9 +16,9 @@ pub struct CpuSnapshot {
     pub rip: u64,
     pub rflags: u64,
     /// ES CS SS DS FS GS.
-    pub seg: [SegmentSnapshot; 6],
-    pub ldtr: SegmentSnapshot,
-    pub tr: SegmentSnapshot,
+    pub seg: [Segment; 6],
+    pub ldtr: Segment,
+    pub tr: Segment,
     /// (base, limit).
     pub gdtr: (u64, u16),
     pub idtr: (u64, u16),
@@ -56,7 +29,7 @@ pub struct CpuSnapshot {
     pub cr8: u64,
     pub dr: [u64; 8],
     pub efer: u64,
-    pub msr: MsrSnapshot,
+    pub msr: Msrs,
     /// x87 R0–R7, whole 16-byte slots.
     pub x87_regs: [[u8; 16]; 8],
     pub fcw: u16,
@@ -88,60 +61,6 @@ pub enum CpuSnapshotError {
     TscShift(u64),
 }
 
-fn seg_out(s: &Segment) -> SegmentSnapshot {
-    SegmentSnapshot {
-        base: s.base,
-        limit: s.limit,
-        selector: s.selector,
-        attrs: s.attrs,
-    }
-}
-
-fn seg_in(s: &SegmentSnapshot) -> Segment {
-    Segment {
-        base: s.base,
-        limit: s.limit,
-        selector: s.selector,
-        attrs: s.attrs,
-    }
-}
-
-fn msr_out(m: &Msrs) -> MsrSnapshot {
-    MsrSnapshot {
-        star: m.star,
-        lstar: m.lstar,
-        cstar: m.cstar,
-        sfmask: m.sfmask,
-        kernel_gs_base: m.kernel_gs_base,
-        sysenter_cs: m.sysenter_cs,
-        sysenter_esp: m.sysenter_esp,
-        sysenter_eip: m.sysenter_eip,
-        pat: m.pat,
-        tsc_aux: m.tsc_aux,
-        apic_base: m.apic_base,
-        misc_enable: m.misc_enable,
-        mtrr_def_type: m.mtrr_def_type,
-    }
-}
-
-fn msr_in(m: &MsrSnapshot) -> Msrs {
-    Msrs {
-        star: m.star,
-        lstar: m.lstar,
-        cstar: m.cstar,
-        sfmask: m.sfmask,
-        kernel_gs_base: m.kernel_gs_base,
-        sysenter_cs: m.sysenter_cs,
-        sysenter_esp: m.sysenter_esp,
-        sysenter_eip: m.sysenter_eip,
-        pat: m.pat,
-        tsc_aux: m.tsc_aux,
-        apic_base: m.apic_base,
-        misc_enable: m.misc_enable,
-        mtrr_def_type: m.mtrr_def_type,
-    }
-}
-
 impl CpuState {
     /// The saved part of this state.
     pub fn snapshot(&self) -> CpuSnapshot {
@@ -150,9 +69,9 @@ impl CpuState {
             gpr: self.gpr,
             rip: self.rip,
             rflags: self.rflags(),
-            seg: self.seg.map(|s| seg_out(&s)),
-            ldtr: seg_out(&self.ldtr),
-            tr: seg_out(&self.tr),
+            seg: self.seg,
+            ldtr: self.ldtr,
+            tr: self.tr,
             gdtr: (self.gdtr.base, self.gdtr.limit),
             idtr: (self.idtr.base, self.idtr.limit),
             cr0: self.cr0,
@@ -162,7 +81,7 @@ impl CpuState {
             cr8: self.cr8,
             dr: self.dr,
             efer: self.efer,
-            msr: msr_out(&self.msr),
+            msr: self.msr,
             x87_regs: x.regs,
             fcw: x.fcw,
             fsw: x.fsw,
@@ -194,9 +113,9 @@ impl CpuState {
         c.cc_dst = 0;
         c.cc_src = 0;
         c.cc_src2 = 0;
-        c.seg = s.seg.map(|x| seg_in(&x));
-        c.ldtr = seg_in(&s.ldtr);
-        c.tr = seg_in(&s.tr);
+        c.seg = s.seg;
+        c.ldtr = s.ldtr;
+        c.tr = s.tr;
         c.gdtr = DescriptorTable::new(s.gdtr.0, s.gdtr.1);
         c.idtr = DescriptorTable::new(s.idtr.0, s.idtr.1);
         c.cr0 = s.cr0;
@@ -206,7 +125,7 @@ impl CpuState {
         c.cr8 = s.cr8;
         c.dr = s.dr;
         c.efer = s.efer;
-        c.msr = msr_in(&s.msr);
+        c.msr = s.msr;
         c.x87.regs = s.x87_regs;
         c.x87.fcw = s.fcw;
         c.x87.fsw = s.fsw;

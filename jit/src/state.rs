@@ -83,7 +83,7 @@ impl Seg {
 }
 
 /// A segment register with its hidden (descriptor-cache) part.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[repr(C)]
 pub struct Segment {
     /// Base address (64 bits for FS/GS in long mode).
@@ -182,7 +182,7 @@ impl DescriptorTable {
 }
 
 /// Model-specific registers the engine keeps in `CpuState`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[repr(C)]
 pub struct Msrs {
     pub star: u64,
