@@ -262,6 +262,13 @@ impl Engine {
             _ => None,
         };
         let ns = t0.elapsed().as_nanos() as u64;
+        log::debug!(
+            "region at {:#x}: {} blocks, {} insns, {} us",
+            block.key.rip,
+            r.as_ref().map_or(0, |c| c.blocks),
+            r.as_ref().map_or(0, |c| c.insns),
+            ns / 1000
+        );
         self.stats.compile_ns += ns;
         self.stats.compile_ns_max = self.stats.compile_ns_max.max(ns);
         match &r {
@@ -352,6 +359,12 @@ impl Engine {
             if self.cx.cpu.budget == 0 {
                 return Exit::BudgetExhausted;
             }
+            // Did the last block end in an indirect near JMP/CALL? (A hint
+            // for region formation: see `Block::mark_indirect_target`.)
+            let after_indirect = prev.as_ref().is_some_and(|p| match link {
+                Some(k) => site_is_indirect(p, k),
+                None => p.ends_in_indirect_branch(),
+            });
             let got = match &prev {
                 Some(p) => match link.take().and_then(|k| region_link(p, k)) {
                     Some(cell) => self.blocks.get_via(&mut self.cx, cell),
@@ -367,6 +380,9 @@ impl Engine {
                 },
             };
             self.stats.blocks_run += 1;
+            if after_indirect {
+                block.mark_indirect_target();
+            }
             block.exec_count.set(block.exec_count.get() + 1);
             // The STI / MOV SS shadow covers one instruction: the one after
             // the instruction that set it, which always starts a block (those
@@ -491,6 +507,17 @@ impl Engine {
     pub fn jit_stats(&self) -> Option<crate::cranelift::JitStats> {
         self.jit.as_ref()?.as_ref().map(|j| j.stats)
     }
+}
+
+/// Is exit site `k` of the region compiled for `block` the exit of an
+/// indirect near JMP/CALL?
+fn site_is_indirect(block: &Block, k: usize) -> bool {
+    block
+        .compiled
+        .get()
+        .and_then(|c| c.as_ref())
+        .and_then(|c| c.site_indirect.get(k))
+        .is_some_and(|&b| b)
 }
 
 /// Successor link `k` of the region compiled for `block`.

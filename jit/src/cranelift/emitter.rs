@@ -156,7 +156,17 @@ pub struct ClifEmitter<'a, 'f> {
     pub(crate) guess: Option<CcOp>,
     /// Exit sites that return a link status, numbered across the region.
     pub(crate) links: u64,
+    /// For each exit site: does it leave after an indirect near JMP/CALL
+    /// (so the block the engine runs next is an indirect-branch target)?
+    pub(crate) site_indirect: Vec<bool>,
+    /// Set while ending a block whose last instruction is an indirect near
+    /// JMP/CALL (the exit sites made then are indirect ones).
+    pub(crate) indirect_end: bool,
 }
+
+/// Most run-time targets compared one after the other at a block end; more
+/// go through a `Switch`.
+const COMPARE_CHAIN_MAX: usize = 4;
 
 impl<'a, 'f> ClifEmitter<'a, 'f> {
     /// An emitter positioned in the block body (after the entry check).
@@ -200,6 +210,8 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
             carried: [false; SLOTS],
             guess: None,
             links: 0,
+            site_indirect: Vec::new(),
+            indirect_end: false,
         }
     }
 
@@ -287,6 +299,7 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
     pub(crate) fn exit_linked(&mut self, rip: Value) {
         let st = self.k(status::LINK + self.links);
         self.links += 1;
+        self.site_indirect.push(self.indirect_end);
         for s in 0..SLOTS {
             if self.dirty[s] {
                 let v = self.b.use_var(self.vars[s]);
@@ -399,6 +412,10 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
             }
             return;
         }
+        if konst.is_none() && inside.len() > COMPARE_CHAIN_MAX {
+            self.dispatch_switch(rip, &inside);
+            return;
+        }
         for (t, entry) in inside {
             if konst.is_some() {
                 self.b.ins().jump(entry, &[]);
@@ -410,6 +427,21 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
             self.b.seal_block(next);
             self.b.switch_to_block(next);
         }
+        self.exit_linked(rip);
+    }
+
+    /// Jump to the member whose RIP `rip` holds, among many (`inside`),
+    /// through Cranelift's `Switch` (a jump table over dense RIPs, a
+    /// binary search over sparse ones); other RIPs leave the region.
+    fn dispatch_switch(&mut self, rip: Value, inside: &[(u64, Block)]) {
+        let mut sw = cranelift_frontend::Switch::new();
+        for &(t, entry) in inside {
+            sw.set_entry(t as u128, entry);
+        }
+        let other = self.b.create_block();
+        sw.emit(self.b, rip, other);
+        self.b.seal_block(other);
+        self.b.switch_to_block(other);
         self.exit_linked(rip);
     }
 
