@@ -84,6 +84,10 @@ pub enum Accel {
 /// The JIT's default compile threshold.
 pub const DEFAULT_JIT_THRESHOLD: u64 = 2;
 
+/// The compile threshold of a block seen entered after an indirect branch
+/// (when the configured one is not 0, "at first sight").
+const INDIRECT_TARGET_THRESHOLD: u64 = 32;
+
 /// Engine options.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EngineConfig {
@@ -236,7 +240,15 @@ impl Engine {
         if let Some(c) = block.compiled.get() {
             return c.as_ref();
         }
-        // `exec_count` already includes this entry.
+        // `exec_count` already includes this entry. A target of indirect
+        // branches waits longer: its region takes in the other targets seen
+        // by then, and an early region (few targets known, left often)
+        // would make every other target a region head holding them all.
+        let threshold = if threshold > 0 && block.is_indirect_target() {
+            threshold.max(INDIRECT_TARGET_THRESHOLD)
+        } else {
+            threshold
+        };
         if block.exec_count.get() <= threshold {
             return None;
         }

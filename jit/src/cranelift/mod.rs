@@ -789,6 +789,14 @@ fn emit_region<S: SemSource>(
             return Err(err);
         }
     }
+    let ind_inside: Vec<_> = ind_targets
+        .iter()
+        .filter_map(|t| index.get(t).map(|&j| (*t, entries[j])))
+        .collect();
+    e.emit_shared_dispatch(&ind_inside);
+    if let Some(err) = e.err.take() {
+        return Err(err);
+    }
     if head_reached {
         // Edges back to the entry block come through its budget check.
         e.b.switch_to_block(entries[0]);
