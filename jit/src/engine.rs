@@ -135,9 +135,6 @@ pub struct Engine {
     pub config: EngineConfig,
     /// Counters.
     pub stats: EngineStats,
-    /// The last run ended inside a block (its budget ran out there): the
-    /// block the next run starts with begins mid-way through that one.
-    cut_head: bool,
 }
 
 impl Engine {
@@ -156,7 +153,6 @@ impl Engine {
             jit: None,
             config: EngineConfig::default(),
             stats: EngineStats::default(),
-            cut_head: false,
         }
     }
 
@@ -411,15 +407,10 @@ impl Engine {
                     None => continue,
                 }
             }
-            // A block that starts where a budget cut the previous one is not
-            // compiled: such heads are arbitrary points of hot code, and
-            // each would become a region copying the code around it.
-            let cut = std::mem::take(&mut self.cut_head);
             if let Accel::Jit { threshold } = self.config.accel {
                 // Already compiled: the common case, without the call.
                 let c = match block.compiled.get() {
                     Some(c) => c.as_ref(),
-                    None if cut => None,
                     None => self.compiled(block, threshold),
                 };
                 if let Some(c) = c {
@@ -432,9 +423,8 @@ impl Engine {
             }
             let bitness = block.key.bitness;
             let whole_block = self.cx.cpu.budget >= block.insns.len() as u64;
-            for (k, insn) in block.insns.iter().enumerate() {
+            for insn in &block.insns {
                 if self.cx.cpu.budget == 0 {
-                    self.cut_head = k > 0;
                     return Exit::BudgetExhausted;
                 }
                 match self.cx.step(insn, bitness, whole_block) {
