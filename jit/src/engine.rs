@@ -275,11 +275,12 @@ impl Engine {
         };
         let ns = t0.elapsed().as_nanos() as u64;
         log::debug!(
-            "region at {:#x}: {} blocks, {} insns, {} us",
+            "region at {:#x}: {} blocks, {} insns, {} us; members {:x?}",
             block.key.rip,
             r.as_ref().map_or(0, |c| c.blocks),
             r.as_ref().map_or(0, |c| c.insns),
-            ns / 1000
+            ns / 1000,
+            members.iter().map(|b| b.key.rip).collect::<Vec<_>>()
         );
         self.stats.compile_ns += ns;
         self.stats.compile_ns_max = self.stats.compile_ns_max.max(ns);

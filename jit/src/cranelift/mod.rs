@@ -6,7 +6,7 @@
 //! slow-path helpers need and the slot where they report a fault.
 //!
 //! The engine compiles *regions*: an entry block and blocks it reaches by
-//! direct branches on its page ([`Jit::compile_region`], DESIGN.md
+//! direct branches (and observed indirect ones) on its page ([`Jit::compile_region`], DESIGN.md
 //! "Regions"), one function whose internal edges are jumps. Everything
 //! below holds for each member block; between members the code checks the
 //! budget (the next block's count), `exit_req` and `intr`, and leaves with
