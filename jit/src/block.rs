@@ -93,6 +93,12 @@ pub struct Block {
     succ: [std::cell::Cell<Link>; 2],
     /// RIP after the last instruction (where the block falls through).
     fallthrough: u64,
+    /// The last instruction is an indirect near JMP/CALL.
+    indirect_end: bool,
+    /// The block has been entered right after an indirect near JMP/CALL
+    /// (the engine marks it): a region whose member jumps indirectly takes
+    /// it in and compares the computed target with it.
+    indirect_target: std::cell::Cell<bool>,
 }
 
 /// A remembered successor. It stands for "`BlockCache::get` returns
@@ -134,9 +140,11 @@ impl Block {
     /// Where the last instruction may send control, when it is a plain
     /// direct branch (JMP/Jcc/LOOP/JRCXZ/CALL rel, with the CALL's return
     /// site) or the block was cut by its length or the page end: the blocks
-    /// a region grows by. Block ends that change interrupt acceptability,
-    /// need the machine or jump indirectly give nothing (a near RET may
-    /// still stay in the region: see `Block::return_site`).
+    /// a region grows by; an indirect near CALL gives its return site.
+    /// Block ends that change interrupt acceptability, need the machine or
+    /// jump indirectly give nothing else (a near RET may still stay in the
+    /// region: see `Block::return_site`; indirect targets join through
+    /// `BlockCache::region`).
     pub fn static_successors(&self) -> Vec<u64> {
         let Some(last) = self.insns.last() else {
             return Vec::new();
@@ -158,20 +166,42 @@ impl Block {
             // The return site: a near RET of the region may come back to it.
             FlowControl::Call if near => vec![target(), fall],
             FlowControl::ConditionalBranch if near => vec![target(), fall],
+            // The return site of an indirect near CALL (its targets join
+            // through `BlockCache::region`'s indirect targets).
+            FlowControl::IndirectCall if self.indirect_end => vec![fall],
             _ => Vec::new(),
         }
     }
 
-    /// The RIP after the last instruction when it is a direct near CALL
-    /// (where the callee's near RET normally returns).
+    /// The RIP after the last instruction when it is a near CALL, direct
+    /// or indirect (where the callee's near RET normally returns).
     pub fn return_site(&self) -> Option<u64> {
         let i = &self.insns.last()?.i;
         let direct = matches!(
             i.op0_kind(),
             OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
         );
-        (i.flow_control() == FlowControl::Call && direct)
+        let indirect_near = i.flow_control() == FlowControl::IndirectCall && self.indirect_end;
+        (i.flow_control() == FlowControl::Call && direct || indirect_near)
             .then(|| crate::interp::mask_ip(i.next_ip(), self.key.bitness))
+    }
+
+    /// Is the last instruction an indirect near JMP or CALL (register or
+    /// memory operand)? Far transfers are not: they change CS.
+    pub fn ends_in_indirect_branch(&self) -> bool {
+        self.indirect_end
+    }
+
+    /// Has the block been entered right after an indirect near JMP/CALL?
+    pub fn is_indirect_target(&self) -> bool {
+        self.indirect_target.get()
+    }
+
+    /// Remember that the block was entered right after an indirect near
+    /// JMP/CALL (a hint for region formation only: any answer is safe).
+    #[inline(always)]
+    pub fn mark_indirect_target(&self) {
+        self.indirect_target.set(true);
     }
 
     /// Is the last instruction a near RET?
@@ -233,6 +263,17 @@ pub fn ends_block(i: &Instruction) -> bool {
         || is_pop_sreg(i)
         || is_ss_load(i)
         || (i.has_rep_prefix() || i.has_repne_prefix()) && i.is_string_instruction()
+}
+
+/// An indirect near JMP or CALL (target in a register or memory).
+fn is_near_indirect(i: &Instruction) -> bool {
+    !i.is_invalid()
+        && matches!(
+            i.flow_control(),
+            FlowControl::IndirectBranch | FlowControl::IndirectCall
+        )
+        && !i.is_jmp_far_indirect()
+        && !i.is_call_far_indirect()
 }
 
 fn is_mov_to_system_reg(i: &Instruction) -> bool {
@@ -504,8 +545,18 @@ impl BlockCache {
         }
         let mut insns = head.insns.len();
         let mut k = 0;
+        // Blocks of the page seen entered after an indirect branch.
+        let mut ind: Option<Vec<u64>> = None;
         while k < out.len() && out.len() < MAX_REGION_BLOCKS {
-            for t in out[k].static_successors() {
+            let mut succs = out[k].static_successors();
+            // Only a region entered at an indirect target itself (a VM's
+            // handler) grows by them: a head that the end of a budget
+            // slice made in mid-handler would otherwise copy all of them.
+            if out[k].ends_in_indirect_branch() && head.is_indirect_target() {
+                let ind = ind.get_or_insert_with(|| self.indirect_targets(head));
+                succs.extend_from_slice(ind);
+            }
+            for t in succs {
                 let lin = lin_of(t);
                 // A block starting in the page's last 15 bytes might need
                 // the next page to decode its first instruction.
@@ -541,6 +592,27 @@ impl BlockCache {
             k += 1;
         }
         out
+    }
+
+    /// The RIPs of the cached blocks on `head`'s physical page, with its
+    /// key's CS base and bitness, that have run and been entered after an
+    /// indirect branch, hottest first: where an indirect JMP/CALL of a
+    /// region entered at `head` most likely goes.
+    fn indirect_targets(&self, head: &Block) -> Vec<u64> {
+        let page = head.phys >> 12;
+        let Some(keys) = self.by_page.get(&page) else {
+            return Vec::new();
+        };
+        let mut v: Vec<(u64, u64)> = keys
+            .iter()
+            .filter(|k| k.cs_base == head.key.cs_base && k.bitness == head.key.bitness)
+            .filter_map(|k| self.map.get(k))
+            .filter(|b| b.phys >> 12 == page && b.is_indirect_target())
+            .map(|b| (b.exec_count.get(), b.key.rip))
+            .filter(|&(n, _)| n > 0)
+            .collect();
+        v.sort_by_key(|&(n, rip)| (std::cmp::Reverse(n), rip));
+        v.into_iter().map(|(_, rip)| rip).collect()
     }
 
     /// Drop every block decoded from one of `pages`.
@@ -644,6 +716,7 @@ fn decode_block(cx: &mut Interp, key: BlockKey, lin: u64, phys: u64) -> Result<B
     }
     compute_liveness(&mut insns);
     let fallthrough = insns.last().map_or(key.rip, |i| i.next_ip());
+    let indirect_end = insns.last().is_some_and(|l| is_near_indirect(&l.i));
     Ok(Block {
         key,
         phys,
@@ -653,5 +726,7 @@ fn decode_block(cx: &mut Interp, key: BlockKey, lin: u64, phys: u64) -> Result<B
         compiled: std::cell::OnceCell::new(),
         succ: Default::default(),
         fallthrough,
+        indirect_end,
+        indirect_target: std::cell::Cell::new(false),
     })
 }

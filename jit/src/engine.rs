@@ -84,6 +84,10 @@ pub enum Accel {
 /// The JIT's default compile threshold.
 pub const DEFAULT_JIT_THRESHOLD: u64 = 2;
 
+/// The compile threshold of a block seen entered after an indirect branch
+/// (when the configured one is not 0, "at first sight").
+const INDIRECT_TARGET_THRESHOLD: u64 = 32;
+
 /// Engine options.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EngineConfig {
@@ -236,7 +240,15 @@ impl Engine {
         if let Some(c) = block.compiled.get() {
             return c.as_ref();
         }
-        // `exec_count` already includes this entry.
+        // `exec_count` already includes this entry. A target of indirect
+        // branches waits longer: its region takes in the other targets seen
+        // by then, and an early region (few targets known, left often)
+        // would make every other target a region head holding them all.
+        let threshold = if threshold > 0 && block.is_indirect_target() {
+            threshold.max(INDIRECT_TARGET_THRESHOLD)
+        } else {
+            threshold
+        };
         if block.exec_count.get() <= threshold {
             return None;
         }
@@ -262,6 +274,14 @@ impl Engine {
             _ => None,
         };
         let ns = t0.elapsed().as_nanos() as u64;
+        log::debug!(
+            "region at {:#x}: {} blocks, {} insns, {} us; members {:x?}",
+            block.key.rip,
+            r.as_ref().map_or(0, |c| c.blocks),
+            r.as_ref().map_or(0, |c| c.insns),
+            ns / 1000,
+            members.iter().map(|b| b.key.rip).collect::<Vec<_>>()
+        );
         self.stats.compile_ns += ns;
         self.stats.compile_ns_max = self.stats.compile_ns_max.max(ns);
         match &r {
@@ -352,6 +372,12 @@ impl Engine {
             if self.cx.cpu.budget == 0 {
                 return Exit::BudgetExhausted;
             }
+            // Did the last block end in an indirect near JMP/CALL? (A hint
+            // for region formation: see `Block::mark_indirect_target`.)
+            let after_indirect = prev.as_ref().is_some_and(|p| match link {
+                Some(k) => site_is_indirect(p, k),
+                None => p.ends_in_indirect_branch(),
+            });
             let got = match &prev {
                 Some(p) => match link.take().and_then(|k| region_link(p, k)) {
                     Some(cell) => self.blocks.get_via(&mut self.cx, cell),
@@ -367,6 +393,9 @@ impl Engine {
                 },
             };
             self.stats.blocks_run += 1;
+            if after_indirect {
+                block.mark_indirect_target();
+            }
             block.exec_count.set(block.exec_count.get() + 1);
             // The STI / MOV SS shadow covers one instruction: the one after
             // the instruction that set it, which always starts a block (those
@@ -491,6 +520,17 @@ impl Engine {
     pub fn jit_stats(&self) -> Option<crate::cranelift::JitStats> {
         self.jit.as_ref()?.as_ref().map(|j| j.stats)
     }
+}
+
+/// Is exit site `k` of the region compiled for `block` the exit of an
+/// indirect near JMP/CALL?
+fn site_is_indirect(block: &Block, k: usize) -> bool {
+    block
+        .compiled
+        .get()
+        .and_then(|c| c.as_ref())
+        .and_then(|c| c.site_indirect.get(k))
+        .is_some_and(|&b| b)
 }
 
 /// Successor link `k` of the region compiled for `block`.

@@ -572,3 +572,119 @@ fn random_branchy_programs_match_the_interpreter() {
     }
     assert!(compiled > cases, "regions were compiled");
 }
+
+/// A computed-goto bytecode loop: every handler ends in
+/// `jmp [table + opcode*8]`; one handler also calls a leaf through a
+/// register. The program (at DATA) is `1 2 1 3 2 0`, run `turns` times
+/// (handler 0 restarts it or halts).
+fn bytecode_guest(turns: u32) -> Vec<u8> {
+    assemble(|a| {
+        let mut h = [(); 4].map(|_| a.create_label());
+        let mut leaf = a.create_label();
+        let mut done = a.create_label();
+        let mut start = a.create_label();
+        a.mov(r9, DATA + 0x100)?;
+        for (k, l) in h.iter().enumerate() {
+            a.lea(rax, ptr(*l))?;
+            a.mov(qword_ptr(r9 + 8 * k as i32), rax)?;
+        }
+        a.mov(rax, 0x5555u64)?;
+        a.mov(r10d, turns)?;
+        a.set_label(&mut start)?;
+        a.mov(r8, DATA)?;
+        let dispatch = |a: &mut CodeAssembler| -> Result<(), IcedError> {
+            a.movzx(ecx, byte_ptr(r8))?;
+            a.inc(r8)?;
+            a.jmp(qword_ptr(r9 + rcx * 8))
+        };
+        dispatch(a)?;
+        a.set_label(&mut h[0])?;
+        a.dec(r10d)?;
+        a.jz(done)?;
+        a.jmp(start)?;
+        a.set_label(&mut h[1])?;
+        a.add(rax, rcx)?;
+        a.rol(rax, 5)?;
+        dispatch(a)?;
+        a.set_label(&mut h[2])?;
+        a.imul_3(rax, rax, 31)?;
+        a.xor(rax, r10)?;
+        dispatch(a)?;
+        a.set_label(&mut h[3])?;
+        a.lea(rdx, ptr(leaf))?;
+        a.call(rdx)?;
+        dispatch(a)?;
+        a.set_label(&mut leaf)?;
+        a.add(rbx, rax)?;
+        a.ret()?;
+        a.set_label(&mut done)?;
+        a.hlt()
+    })
+}
+
+const BYTECODE: [u8; 6] = [1, 2, 1, 3, 2, 0];
+
+fn bytecode_engine(turns: u32, accel: Accel) -> Engine {
+    let mut e = engine(&bytecode_guest(turns), accel);
+    e.mem_mut()
+        .write_phys(GuestPhysAddr(DATA), &BYTECODE)
+        .unwrap();
+    e
+}
+
+/// Under the JIT the indirect jumps between handlers stay in compiled
+/// code: each turn runs 6 dispatches (plus a call and a return), yet the
+/// engine enters far fewer blocks than that once the regions are hot, and
+/// the result is the interpreter's. (At threshold 0 a block is compiled
+/// before any indirect jump to it has been seen, so only the result is
+/// compared there.)
+#[test]
+fn indirect_jumps_stay_in_the_region() {
+    let turns = 2000;
+    let mut reference = bytecode_engine(turns, Accel::Interp);
+    assert_eq!(reference.run(1 << 30), Exit::Halted);
+    let want = outcome(&reference);
+    let dispatches = 6 * turns as u64;
+    assert!(reference.stats.blocks_run > dispatches);
+    for accel in &TIERS[1..] {
+        let mut e = bytecode_engine(turns, *accel);
+        assert_eq!(e.run(1 << 30), Exit::Halted);
+        assert!(outcome(&e) == want, "{accel:?}: result differs");
+        assert_eq!(e.stats.compile_failures, 0);
+        if *accel == (Accel::Jit { threshold: 0 }) {
+            continue;
+        }
+        assert!(
+            e.stats.blocks_run < dispatches / 10,
+            "{accel:?}: {} blocks entered for {dispatches} dispatches",
+            e.stats.blocks_run
+        );
+    }
+}
+
+/// The bytecode loop sliced at every budget from 1 to 200 ends as the
+/// unsliced interpreter run, each slice exactly at its budget.
+#[test]
+fn indirect_jumps_budget_slices_match() {
+    let turns = 40;
+    let mut reference = bytecode_engine(turns, Accel::Interp);
+    assert_eq!(reference.run(1 << 30), Exit::Halted);
+    let want = outcome(&reference);
+    for threshold in [0, 2] {
+        let accel = Accel::Jit { threshold };
+        for budget in 1..=200u64 {
+            let mut e = bytecode_engine(turns, accel);
+            loop {
+                let before = e.cpu().icount;
+                match e.run(budget) {
+                    Exit::BudgetExhausted => {
+                        assert_eq!(e.cpu().icount - before, budget, "{accel:?} budget {budget}")
+                    }
+                    Exit::Halted => break,
+                    x => panic!("{accel:?} budget {budget}: unexpected exit {x:?}"),
+                }
+            }
+            assert!(outcome(&e) == want, "{accel:?} budget {budget}: differs");
+        }
+    }
+}

@@ -156,7 +156,22 @@ pub struct ClifEmitter<'a, 'f> {
     pub(crate) guess: Option<CcOp>,
     /// Exit sites that return a link status, numbered across the region.
     pub(crate) links: u64,
+    /// For each exit site: does it leave after an indirect near JMP/CALL
+    /// (so the block the engine runs next is an indirect-branch target)?
+    pub(crate) site_indirect: Vec<bool>,
+    /// Set while ending a block whose last instruction is an indirect near
+    /// JMP/CALL (the exit sites made then are indirect ones).
+    pub(crate) indirect_end: bool,
+    /// The region's shared dispatch for indirect JMP/CALL targets (see
+    /// [`ClifEmitter::emit_shared_dispatch`]), once a block jumped to it.
+    dispatch: Option<Block>,
+    /// The target RIP handed to `dispatch`.
+    dispatch_rip: Variable,
 }
+
+/// Most run-time targets compared one after the other at a block end; more
+/// go through a `Switch`.
+const COMPARE_CHAIN_MAX: usize = 4;
 
 impl<'a, 'f> ClifEmitter<'a, 'f> {
     /// An emitter positioned in the block body (after the entry check).
@@ -171,6 +186,7 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
         let vars = core::array::from_fn(|_| b.declare_var(I64));
         let cc_vars = core::array::from_fn(|_| b.declare_var(I64));
         let rip_var = b.declare_var(I64);
+        let dispatch_rip = b.declare_var(I64);
         ClifEmitter {
             b,
             cpu,
@@ -200,6 +216,10 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
             carried: [false; SLOTS],
             guess: None,
             links: 0,
+            site_indirect: Vec::new(),
+            indirect_end: false,
+            dispatch: None,
+            dispatch_rip,
         }
     }
 
@@ -287,6 +307,7 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
     pub(crate) fn exit_linked(&mut self, rip: Value) {
         let st = self.k(status::LINK + self.links);
         self.links += 1;
+        self.site_indirect.push(self.indirect_end);
         for s in 0..SLOTS {
             if self.dirty[s] {
                 let v = self.b.use_var(self.vars[s]);
@@ -399,6 +420,18 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
             }
             return;
         }
+        if konst.is_none() && inside.len() > COMPARE_CHAIN_MAX {
+            if self.indirect_end {
+                // One dispatch for all indirect branches of the region: far
+                // fewer edges than a `Switch` at each (compile time).
+                let d = *self.dispatch.get_or_insert_with(|| self.b.create_block());
+                self.b.def_var(self.dispatch_rip, rip);
+                self.b.ins().jump(d, &[]);
+            } else {
+                self.dispatch_switch(rip, &inside);
+            }
+            return;
+        }
         for (t, entry) in inside {
             if konst.is_some() {
                 self.b.ins().jump(entry, &[]);
@@ -411,6 +444,37 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
             self.b.switch_to_block(next);
         }
         self.exit_linked(rip);
+    }
+
+    /// Jump to the member whose RIP `rip` holds, among many (`inside`),
+    /// through Cranelift's `Switch` (a jump table over dense RIPs, a
+    /// binary search over sparse ones); other RIPs leave the region.
+    fn dispatch_switch(&mut self, rip: Value, inside: &[(u64, Block)]) {
+        let mut sw = cranelift_frontend::Switch::new();
+        for &(t, entry) in inside {
+            sw.set_entry(t as u128, entry);
+        }
+        let other = self.b.create_block();
+        sw.emit(self.b, rip, other);
+        self.b.seal_block(other);
+        self.b.switch_to_block(other);
+        self.exit_linked(rip);
+    }
+
+    /// Emit the region's shared indirect-branch dispatch, if some block
+    /// jumped to it: the state there is a member entry's (see
+    /// [`ClifEmitter::set_entry_state`]); RIPs of `inside` go to their
+    /// member, others leave through an indirect exit site.
+    pub(crate) fn emit_shared_dispatch(&mut self, inside: &[(u64, Block)]) {
+        let Some(d) = self.dispatch.take() else {
+            return;
+        };
+        self.b.switch_to_block(d);
+        self.set_entry_state(true, None);
+        let rip = self.b.use_var(self.dispatch_rip);
+        self.indirect_end = true;
+        self.dispatch_switch(rip, inside);
+        self.indirect_end = false;
     }
 
     /// Record the first reason the block cannot be compiled.

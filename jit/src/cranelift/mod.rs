@@ -6,7 +6,7 @@
 //! slow-path helpers need and the slot where they report a fault.
 //!
 //! The engine compiles *regions*: an entry block and blocks it reaches by
-//! direct branches on its page ([`Jit::compile_region`], DESIGN.md
+//! direct branches (and observed indirect ones) on its page ([`Jit::compile_region`], DESIGN.md
 //! "Regions"), one function whose internal edges are jumps. Everything
 //! below holds for each member block; between members the code checks the
 //! budget (the next block's count), `exit_req` and `intr`, and leaves with
@@ -150,6 +150,9 @@ pub struct CompiledBlock {
     /// One successor link per exit site (status `LINK + k`), for the
     /// engine's lookup of the block that runs next.
     pub(crate) links: Box<[std::cell::Cell<crate::block::Link>]>,
+    /// For each exit site: is it the exit of an indirect near JMP/CALL?
+    /// (The engine marks the block run next as an indirect-branch target.)
+    pub(crate) site_indirect: Box<[bool]>,
     /// Blocks of the region.
     pub blocks: usize,
     /// Exceptions the code raises by status `STATIC_FAULT + i`.
@@ -514,6 +517,7 @@ impl Jit {
             _arena: arena,
             func,
             links: (0..built.links).map(|_| Default::default()).collect(),
+            site_indirect: built.site_indirect.into(),
             blocks: blocks.len(),
             statics: built.statics,
             helper_insns: built.helpers.len(),
@@ -667,6 +671,8 @@ struct Built {
     helpers: Vec<Insn>,
     /// Number of exit sites with a link status.
     links: u64,
+    /// Per exit site: left after an indirect near JMP/CALL.
+    site_indirect: Vec<bool>,
 }
 
 /// The slots a multi-block region keeps in variables across its edges:
@@ -720,6 +726,16 @@ fn emit_region<S: SemSource>(
         .filter(|r| index.contains_key(r))
         .take(4)
         .collect();
+    // Where an indirect near JMP/CALL of the region most likely goes: the
+    // members that the engine saw entered after one, hottest first
+    // (compared at run time).
+    let mut ind_targets: Vec<&Block> = blocks
+        .iter()
+        .copied()
+        .filter(|b| b.is_indirect_target())
+        .collect();
+    ind_targets.sort_by_key(|b| std::cmp::Reverse(b.exec_count.get()));
+    let ind_targets: Vec<u64> = ind_targets.iter().map(|b| b.key.rip).collect();
     let mut guesses: Vec<Option<CcOp>> = vec![None; blocks.len()];
     guesses[0] = guess;
     let mut e = ClifEmitter::new(b, cpu, ctx, sigs, bits, stack_bits);
@@ -752,9 +768,12 @@ fn emit_region<S: SemSource>(
                 Vec::new()
             } else if block.ends_in_near_ret() {
                 ret_sites.clone()
+            } else if block.ends_in_indirect_branch() {
+                ind_targets.clone()
             } else {
                 block.static_successors()
             };
+            e.indirect_end = block.ends_in_indirect_branch();
             let mut succ = |t: u64, cc: Option<CcOp>| {
                 let &j = index.get(&t)?;
                 if guesses[j].is_none() {
@@ -764,10 +783,19 @@ fn emit_region<S: SemSource>(
                 Some(entries[j])
             };
             e.end_block_in_region(&mut succ, &cands);
+            e.indirect_end = false;
         }
         if let Some(err) = e.err.take() {
             return Err(err);
         }
+    }
+    let ind_inside: Vec<_> = ind_targets
+        .iter()
+        .filter_map(|t| index.get(t).map(|&j| (*t, entries[j])))
+        .collect();
+    e.emit_shared_dispatch(&ind_inside);
+    if let Some(err) = e.err.take() {
+        return Err(err);
     }
     if head_reached {
         // Edges back to the entry block come through its budget check.
@@ -781,6 +809,7 @@ fn emit_region<S: SemSource>(
         statics: std::mem::take(&mut e.statics),
         helpers,
         links: e.links,
+        site_indirect: std::mem::take(&mut e.site_indirect),
     })
 }
 
