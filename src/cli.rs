@@ -539,7 +539,11 @@ pub fn parse_monitor(s: &str) -> Result<PathBuf, String> {
     for opt in parts {
         match opt {
             "server" | "server=on" | "nowait" | "wait=off" => {}
-            o => return Err(format!("unknown option '{o}' (server and nowait are implied)")),
+            o => {
+                return Err(format!(
+                    "unknown option '{o}' (server and nowait are implied)"
+                ))
+            }
         }
     }
     Ok(PathBuf::from(path))

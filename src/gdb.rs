@@ -414,7 +414,9 @@ impl Breakpoints for Machine {
 
 impl SwBreakpoint for Machine {
     fn add_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
-        Ok(self.control.sw_breaks.insert(addr) || true)
+        // A second breakpoint at one address is the same breakpoint.
+        self.control.sw_breaks.insert(addr);
+        Ok(true)
     }
 
     fn remove_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
@@ -424,7 +426,9 @@ impl SwBreakpoint for Machine {
 
 impl HwBreakpoint for Machine {
     fn add_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
-        Ok(self.control.hw_breaks.insert(addr) || true)
+        // A second breakpoint at one address is the same breakpoint.
+        self.control.hw_breaks.insert(addr);
+        Ok(true)
     }
 
     fn remove_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
@@ -612,10 +616,7 @@ mod tests {
     #[test]
     fn gdb_devices_parse() {
         assert_eq!(parse_device("tcp::1234"), Ok(("127.0.0.1".into(), 1234)));
-        assert_eq!(
-            parse_device("tcp:0.0.0.0:9"),
-            Ok(("0.0.0.0".into(), 9))
-        );
+        assert_eq!(parse_device("tcp:0.0.0.0:9"), Ok(("0.0.0.0".into(), 9)));
         assert!(parse_device("unix:/x").is_err());
         assert!(parse_device("tcp::99999").is_err());
     }
@@ -667,8 +668,16 @@ mod tests {
         cpu.cr3 = 0x1000;
         assert_eq!(linear_to_phys(&cpu, &mem, 0x5123), Some(0x9123));
         assert_eq!(linear_to_phys(&cpu, &mem, 0x20_1234), Some(0x20_1234));
-        assert_eq!(linear_to_phys(&cpu, &mem, 0x6000), None, "PT[6] not present");
-        assert_eq!(linear_to_phys(&cpu, &mem, 1 << 39), None, "PML4[1] not present");
+        assert_eq!(
+            linear_to_phys(&cpu, &mem, 0x6000),
+            None,
+            "PT[6] not present"
+        );
+        assert_eq!(
+            linear_to_phys(&cpu, &mem, 1 << 39),
+            None,
+            "PML4[1] not present"
+        );
         let mut b = [0u8; 8];
         mem.read_phys(GuestPhysAddr(0x1000), &mut b).unwrap();
         assert_eq!(u64::from_le_bytes(b), 0x2003, "no accessed bit set");

@@ -263,10 +263,30 @@ pub fn info_registers(c: &CpuState) -> String {
     let mut s = String::new();
     let g = |r: Gpr| c.reg(r);
     let rows = [
-        [("RAX", Gpr::Rax), ("RBX", Gpr::Rbx), ("RCX", Gpr::Rcx), ("RDX", Gpr::Rdx)],
-        [("RSI", Gpr::Rsi), ("RDI", Gpr::Rdi), ("RBP", Gpr::Rbp), ("RSP", Gpr::Rsp)],
-        [("R8 ", Gpr::R8), ("R9 ", Gpr::R9), ("R10", Gpr::R10), ("R11", Gpr::R11)],
-        [("R12", Gpr::R12), ("R13", Gpr::R13), ("R14", Gpr::R14), ("R15", Gpr::R15)],
+        [
+            ("RAX", Gpr::Rax),
+            ("RBX", Gpr::Rbx),
+            ("RCX", Gpr::Rcx),
+            ("RDX", Gpr::Rdx),
+        ],
+        [
+            ("RSI", Gpr::Rsi),
+            ("RDI", Gpr::Rdi),
+            ("RBP", Gpr::Rbp),
+            ("RSP", Gpr::Rsp),
+        ],
+        [
+            ("R8 ", Gpr::R8),
+            ("R9 ", Gpr::R9),
+            ("R10", Gpr::R10),
+            ("R11", Gpr::R11),
+        ],
+        [
+            ("R12", Gpr::R12),
+            ("R13", Gpr::R13),
+            ("R14", Gpr::R14),
+            ("R15", Gpr::R15),
+        ],
     ];
     for row in rows {
         let cells: Vec<String> = row
@@ -437,8 +457,9 @@ pub fn command(m: &mut Machine, cmd: &str) -> String {
             m.control.quit = true;
             String::new()
         }
-        ["help"] => "stop | cont | info registers | info replay | info status | savevm FILE | quit\n"
-            .into(),
+        ["help"] => {
+            "stop | cont | info registers | info replay | info status | savevm FILE | quit\n".into()
+        }
         _ => format!("unknown command: '{cmd}' (type help)\n"),
     }
 }
