@@ -175,3 +175,62 @@ fn gdb_reads_memory_segment_bases_and_control_registers_as_under_qemu() {
     assert_eq!(printed(&o), want, "cjemu's session:\n{}", text(&o));
     assert!(done.success(), "gdb's kill ends the run with status 0");
 }
+
+/// The echo guest (PIT interrupts at ~1 kHz, no input) under gdb with a
+/// breakpoint in its timer handler: hit twice, then deleted, then run to
+/// the end. The one-instruction steps that breakpoints take, the pauses
+/// and the resumes change nothing the guest sees: the same serial output
+/// (tick counts and TSC values) and status as without gdb, which gdb sees
+/// as the exit code.
+#[test]
+fn a_breakpoint_in_an_interrupt_handler_changes_nothing_the_guest_sees() {
+    let kernel = build_c("rr_ticks_echo");
+    let on_pit = symbol(&kernel, "on_pit");
+    let base = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cjemu"));
+        c.arg("-kernel")
+            .arg(&kernel)
+            .args(["-append", "ticks=50", "-rtc", "base=2020-01-01"]);
+        c
+    };
+    let plain = base().output().unwrap();
+    let out = String::from_utf8_lossy(&plain.stdout).into_owned();
+    assert!(out.contains("end=ticks"), "{out}");
+
+    let port = free_port();
+    let child = base()
+        .args(["-S", "-gdb", &format!("tcp::{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = gdb(
+        port,
+        &[
+            format!("break *{on_pit:#x}"),
+            "continue".into(),
+            "p/x $rip".into(),
+            "continue".into(),
+            "p/x $rip".into(),
+            "delete".into(),
+            "continue".into(),
+        ],
+    );
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr).into_owned();
+    assert_eq!(printed(&o), [on_pit, on_pit], "{}", text(&o));
+    assert_eq!(done.status.code(), plain.status.code(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&done.stdout),
+        out,
+        "the same serial output"
+    );
+    // gdb prints the code in octal with a leading 0.
+    let code = format!("exited with code 0{:o}", plain.status.code().unwrap());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&code),
+        "{}",
+        text(&o)
+    );
+}
