@@ -234,7 +234,8 @@ pub fn pause_point(m: &mut Machine) -> Result<Option<Outcome>, Error> {
     if m.control.quit {
         return end_run(m).map(Some);
     }
-    m.control.pause_req = None;
+    // A pause asked for while paused (gdb's Ctrl-C right after its `c`)
+    // is kept: it takes effect at the next loop top.
     let c = m.engine.cpu();
     m.control.resume_from = Some((c.icount, c.rip));
     Ok(None)

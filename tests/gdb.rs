@@ -234,3 +234,87 @@ fn a_breakpoint_in_an_interrupt_handler_changes_nothing_the_guest_sees() {
         text(&o)
     );
 }
+
+/// A bare remote-protocol client (acknowledged mode), for what gdb in
+/// batch mode cannot do on cue: Ctrl-C while the guest runs.
+struct Rsp {
+    s: std::net::TcpStream,
+}
+
+impl Rsp {
+    fn connect(port: u16, child: &mut std::process::Child) -> Rsp {
+        loop {
+            if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                return Rsp { s };
+            }
+            assert!(child.try_wait().unwrap().is_none(), "cjemu ended early");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    fn byte(&mut self) -> u8 {
+        use std::io::Read;
+        let mut b = [0u8; 1];
+        self.s.read_exact(&mut b).expect("the stub answers");
+        b[0]
+    }
+
+    /// The next packet's payload (acknowledged).
+    fn packet(&mut self) -> String {
+        use std::io::Write;
+        while self.byte() != b'$' {}
+        let mut p = Vec::new();
+        loop {
+            match self.byte() {
+                b'#' => break,
+                b => p.push(b),
+            }
+        }
+        self.byte();
+        self.byte();
+        self.s.write_all(b"+").unwrap();
+        String::from_utf8(p).unwrap()
+    }
+
+    fn send(&mut self, payload: &str) {
+        use std::io::Write;
+        let sum = payload.bytes().fold(0u8, |a, b| a.wrapping_add(b));
+        self.s
+            .write_all(format!("${payload}#{sum:02x}").as_bytes())
+            .unwrap();
+        assert_eq!(self.byte(), b'+', "acknowledged");
+    }
+}
+
+#[test]
+fn attaching_pauses_a_running_guest_and_ctrl_c_stops_it_again() {
+    use std::io::Write;
+    let kernel = build_c("rr_ticks_echo");
+    let port = free_port();
+    // No -S: the guest runs (a long run: 10^6 timer ticks) until gdb comes.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cjemu"))
+        .arg("-kernel")
+        .arg(&kernel)
+        .args(["-append", "ticks=1000000", "-serial", "null"])
+        .args(["-gdb", &format!("tcp::{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut r = Rsp::connect(port, &mut child);
+    r.send("?");
+    let stop = r.packet();
+    assert!(stop.starts_with('S') || stop.starts_with('T'), "{stop}");
+    r.send("c");
+    // Let the guest run a little (the stop is the same either way; this
+    // makes the stub see Ctrl-C while running, polled from the run loop).
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    r.s.write_all(&[0x03]).unwrap();
+    // SIGINT, as QEMU reports an interrupt.
+    let stop = r.packet();
+    assert!(stop.starts_with("S02") || stop.starts_with("T02"), "{stop}");
+    r.send("k");
+    let done = child.wait_with_output().unwrap();
+    assert_eq!(done.status.code(), Some(0), "kill ends the run with 0");
+}
