@@ -270,7 +270,8 @@ impl Machine {
             .borrow_mut()
             .feed_serial(0, &mut self.serial_input, icount);
         self.counters.serial_in += fed.len() as u64;
-        let stop = crate::signals::take();
+        // A signal, or the monitor's quit (or --stop-at's end) when recording.
+        let stop = crate::signals::take().or(self.control.take_stop_request());
         self.stop = self.stop.or(stop);
         if let Journal::Record(r) = &mut self.journal {
             if !fed.is_empty() {

@@ -90,6 +90,8 @@ pub struct Control {
     pub quit: bool,
     /// The run was ended here rather than by the guest.
     ended_here: bool,
+    /// A recording's stop, for the service round to log and take.
+    stop_request: Option<StopReason>,
 }
 
 impl Default for Control {
@@ -106,6 +108,7 @@ impl Default for Control {
             last_poll: None,
             quit: false,
             ended_here: false,
+            stop_request: None,
         }
     }
 }
@@ -159,6 +162,11 @@ impl Control {
     pub fn ended_here(&self) -> bool {
         self.ended_here
     }
+
+    /// A stop for this service round to log (as a signal's is) and take.
+    pub fn take_stop_request(&mut self) -> Option<StopReason> {
+        self.stop_request.take()
+    }
 }
 
 /// Why to pause at this loop top, if at all.
@@ -210,7 +218,7 @@ pub fn pause_point(m: &mut Machine) -> Result<Option<Outcome>, Error> {
         }
     }
     if m.control.quit {
-        return end_run(m).map(Some);
+        return Ok(end_run(m));
     }
     let Some(why) = why else {
         return Ok(None);
@@ -222,7 +230,7 @@ pub fn pause_point(m: &mut Machine) -> Result<Option<Outcome>, Error> {
     if m.control.monitor.is_none() && !crate::gdb::listening(m) {
         // Nobody can resume it: show where it stopped and end the run.
         eprint!("{}", info_registers(m.engine.cpu()));
-        return end_run(m).map(Some);
+        return Ok(end_run(m));
     }
     while m.control.exec == Exec::Paused && !m.control.quit {
         std::thread::sleep(PAUSED_POLL);
@@ -232,7 +240,7 @@ pub fn pause_point(m: &mut Machine) -> Result<Option<Outcome>, Error> {
         }
     }
     if m.control.quit {
-        return end_run(m).map(Some);
+        return Ok(end_run(m));
     }
     // A pause asked for while paused (gdb's Ctrl-C right after its `c`)
     // is kept: it takes effect at the next loop top.
@@ -242,16 +250,18 @@ pub fn pause_point(m: &mut Machine) -> Result<Option<Outcome>, Error> {
 }
 
 /// End the run here (`quit`, gdb `kill`, `--stop-at` with nobody to
-/// resume): a recording logs the stop so its replay stops here too.
-fn end_run(m: &mut Machine) -> Result<Outcome, Error> {
-    let icount = m.engine.cpu().icount;
-    let round = m.rounds_done(icount);
-    if let Journal::Record(r) = &mut m.journal {
-        r.stop(icount, round, StopReason::Interrupt)?;
-    }
+/// resume). A recording ends in this count's service round instead, which
+/// logs the stop as it logs a signal's, so its replay stops at the same
+/// point of the same round (`None`: go on into that round).
+fn end_run(m: &mut Machine) -> Option<Outcome> {
+    m.control.quit = false;
     m.control.ended_here = true;
+    if matches!(m.journal, Journal::Record(_)) {
+        m.control.stop_request = Some(StopReason::Interrupt);
+        return None;
+    }
     m.pc.borrow().flush();
-    Ok(Outcome::Stopped(StopReason::Interrupt))
+    Some(Outcome::Stopped(StopReason::Interrupt))
 }
 
 /// The run ended with exit status `status`: tell gdb.

@@ -259,3 +259,24 @@ fn a_monitor_connection_sees_the_prompt_and_unknown_commands_are_named() {
     assert!(lines.next().is_none(), "serial went to null");
     assert!(!sock.exists(), "the socket is removed at exit");
 }
+
+#[test]
+fn a_recording_ended_by_stop_at_replays_to_the_same_stop() {
+    let d = dir("stop-rec");
+    let log = d.join("run.rr");
+    let rec = echo_guest(&d)
+        .arg("--record")
+        .arg(&log)
+        .args(["--checkpoint-every", "1000", "--stop-at", "30000"])
+        .output()
+        .unwrap();
+    assert_eq!(rec.status.code(), Some(0), "{}", stderr(&rec));
+    assert_eq!(stat(&rec, "icount"), "30000");
+    assert!(stderr(&rec).contains("ICOUNT=30000"), "{}", stderr(&rec));
+    // The replay needs no --stop-at: the log holds the stop.
+    let rep = echo_guest(&d).arg("--replay").arg(&log).output().unwrap();
+    assert_eq!(rep.status.code(), Some(0), "{}", stderr(&rep));
+    assert_eq!(stat(&rep, "icount"), "30000");
+    assert_eq!(stat(&rep, "state-hash"), stat(&rec, "state-hash"));
+    assert_eq!(rep.stdout, rec.stdout);
+}
