@@ -36,6 +36,7 @@ use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{
     Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, SwBreakpoint, SwBreakpointOps,
 };
+use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd, MonitorCmdOps};
 use gdbstub::target::{Target, TargetError, TargetResult};
 use gdbstub_arch::x86::reg::X86_64CoreRegs;
 use std::io::Read;
@@ -332,6 +333,25 @@ impl Target for Machine {
 
     fn support_breakpoints(&mut self) -> Option<BreakpointsOps<'_, Self>> {
         Some(self)
+    }
+
+    fn support_monitor_cmd(&mut self) -> Option<MonitorCmdOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+/// gdb's `monitor CMD`: the monitor's commands (`monitor info registers`).
+impl MonitorCmd for Machine {
+    fn handle_monitor_cmd(&mut self, cmd: &[u8], mut out: ConsoleOutput<'_>) -> Result<(), String> {
+        let cmd = String::from_utf8_lossy(cmd).into_owned();
+        // Resuming behind gdb's back would leave it waiting on a machine
+        // it believes stopped.
+        let answer = match cmd.trim() {
+            "cont" | "c" | "stop" => "use gdb's continue / Ctrl-C\n".to_string(),
+            _ => crate::monitor::command(self, &cmd),
+        };
+        out.write_raw(answer.as_bytes());
+        Ok(())
     }
 }
 

@@ -157,6 +157,7 @@ fn gdb_reads_memory_segment_bases_and_control_registers_as_under_qemu() {
         "p/x $fs_base".into(),
         "p/x $cs".into(),
         "p/x $cr0 & 1".into(),
+        "monitor info registers".into(),
         "kill".into(),
     ];
     let port = free_port();
@@ -173,6 +174,9 @@ fn gdb_reads_memory_segment_bases_and_control_registers_as_under_qemu() {
     let o = gdb(port, &cmds);
     let done = c.wait().unwrap();
     assert_eq!(printed(&o), want, "cjemu's session:\n{}", text(&o));
+    // `monitor CMD` reaches cjemu's monitor.
+    let rip = format!("RIP={kmain:016x}");
+    assert!(text(&o).contains(&rip), "{}", text(&o));
     assert!(done.success(), "gdb's kill ends the run with status 0");
 }
 
