@@ -122,6 +122,12 @@ struct RawArgs {
     /// gdb remote stub on DEV (e.g. tcp::1234)
     #[arg(long, value_name = "DEV")]
     gdb: Option<String>,
+    /// Pause exactly at instruction count N (then wait for the monitor or gdb)
+    #[arg(long = "stop-at", value_name = "ICOUNT")]
+    stop_at: Option<u64>,
+    /// Monitor on a Unix socket: unix:PATH (QEMU's unix:PATH,server,nowait too)
+    #[arg(long, value_name = "DEV")]
+    monitor: Option<String>,
     /// (QEMU) display backend; cjemu has none
     #[arg(long, value_name = "TYPE", hide = true)]
     display: Option<String>,
@@ -244,6 +250,10 @@ pub struct Config {
     pub gdb: Option<String>,
     /// `-S`.
     pub freeze: bool,
+    /// `--stop-at ICOUNT`.
+    pub stop_at: Option<u64>,
+    /// `--monitor unix:PATH`: the socket's path.
+    pub monitor: Option<PathBuf>,
     /// `-device isa-debug-exit,iobase=B,iosize=S`: (iobase, iosize);
     /// QEMU's defaults 0xf4 and 4.
     pub debug_exit: (u16, u16),
@@ -274,12 +284,6 @@ impl Config {
                 hint: hint.map(Into::into),
             })
         };
-        if self.gdb.is_some() {
-            return ni("-gdb / -s (gdb stub)", None);
-        }
-        if self.freeze {
-            return ni("-S (start stopped, for gdb)", None);
-        }
         for (i, s) in self.serial.iter().enumerate() {
             match s {
                 SerialTarget::Stdio if i == 0 => {}
@@ -485,6 +489,13 @@ fn validate(raw: RawArgs) -> Result<Config, Error> {
         (None, true) => Some("tcp::1234".into()),
         (None, false) => None,
     };
+    if let Some(g) = &gdb {
+        crate::gdb::parse_device(g).map_err(|e| usage(format!("-gdb {g}: {e}")))?;
+    }
+    let monitor = match &raw.monitor {
+        Some(m) => Some(parse_monitor(m).map_err(|e| usage(format!("-monitor {m}: {e}")))?),
+        None => None,
+    };
     Ok(Config {
         kernel: raw.kernel,
         flat,
@@ -507,9 +518,35 @@ fn validate(raw: RawArgs) -> Result<Config, Error> {
         stats: raw.stats,
         gdb,
         freeze: raw.freeze,
+        stop_at: raw.stop_at,
+        monitor,
         debug_exit,
         warnings,
     })
+}
+
+/// `-monitor unix:PATH[,server][,nowait]`: the socket's path. cjemu's
+/// monitor is always a listening server that does not wait for a client.
+pub fn parse_monitor(s: &str) -> Result<PathBuf, String> {
+    let Some(rest) = s.strip_prefix("unix:") else {
+        return Err("only unix:PATH is supported".into());
+    };
+    let mut parts = rest.split(',');
+    let path = parts.next().unwrap_or("");
+    if path.is_empty() {
+        return Err("unix: needs a path".into());
+    }
+    for opt in parts {
+        match opt {
+            "server" | "server=on" | "nowait" | "wait=off" => {}
+            o => {
+                return Err(format!(
+                    "unknown option '{o}' (server and nowait are implied)"
+                ))
+            }
+        }
+    }
+    Ok(PathBuf::from(path))
 }
 
 /// `-m`: `[size=]N[K|M|G|T][B]`, bare number = MiB. Non-zero, a multiple of
@@ -1092,10 +1129,10 @@ mod tests {
         assert_eq!(c.log_file, Some(PathBuf::from("log.txt")));
         let c = run(&["-s"]);
         assert_eq!(c.gdb.as_deref(), Some("tcp::1234"));
-        assert!(c.nyi().unwrap().contains("gdb"));
+        assert_eq!(c.nyi(), None);
         let c = run(&["-S"]);
         assert!(c.freeze);
-        assert!(c.nyi().unwrap().contains("-S"));
+        assert_eq!(c.nyi(), None);
         let c = run(&["--d", "cpu", "--D", "x"]);
         assert_eq!(c.log_items[0].name, "cpu");
     }
@@ -1315,8 +1352,21 @@ mod tests {
         assert_eq!(c.nyi(), None);
         assert!(usage_text(&["-append", "x"]).contains("-kernel"));
         assert!(usage_text(&["-kernel", "k", "--flat", "0", "-append", "x"]).contains("flat"));
-        let c = run(&["-gdb", "tcp::1234"]);
-        assert!(c.nyi().unwrap().contains("gdb"));
+    }
+
+    #[test]
+    fn debugger_options_are_parsed() {
+        let c = run(&["-gdb", "tcp::4321", "--stop-at", "1000"]);
+        assert_eq!(c.gdb.as_deref(), Some("tcp::4321"));
+        assert_eq!(c.stop_at, Some(1000));
+        assert!(usage_text(&["-gdb", "udp::1"]).contains("tcp"));
+        assert!(usage_text(&["-gdb", "tcp::x"]).contains("port"));
+        let c = run(&["-monitor", "unix:/tmp/m.sock,server,nowait"]);
+        assert_eq!(c.monitor, Some(PathBuf::from("/tmp/m.sock")));
+        let c = run(&["--monitor", "unix:m"]);
+        assert_eq!(c.monitor, Some(PathBuf::from("m")));
+        assert!(usage_text(&["-monitor", "stdio"]).contains("unix:"));
+        assert!(usage_text(&["-monitor", "unix:m,wait"]).contains("wait"));
     }
 
     #[test]

@@ -10,10 +10,12 @@
 pub mod cli;
 pub mod demo;
 pub mod flat;
+pub mod gdb;
 pub mod hash;
 pub mod loader;
 pub mod logging;
 pub mod machine;
+pub mod monitor;
 pub mod pacing;
 pub mod pc;
 mod pc_wiring;
@@ -350,6 +352,12 @@ pub fn run(cfg: &Config) -> Result<u8, Error> {
         pacing,
     })?;
     let fp = fingerprint(cfg, &guest, &icount, &m)?;
+    m.control = monitor::Control::new(
+        cfg.stop_at,
+        cfg.freeze,
+        cfg.monitor.as_deref(),
+        cfg.gdb.as_deref(),
+    )?;
     m.journal = match (replay, &cfg.record_replay) {
         (Some((r, logged, _)), _) => {
             check_fingerprint(&logged, &fp)?;
@@ -417,5 +425,6 @@ pub fn run(cfg: &Config) -> Result<u8, Error> {
         let result = demo::read_result(&m.engine)?;
         eprintln!("cjemu: {}", demo::report(&result)?);
     }
+    monitor::finish(&mut m, report.outcome.status());
     Ok(report.outcome.status())
 }

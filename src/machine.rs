@@ -103,6 +103,8 @@ pub struct Machine {
     pub snapshots: Option<SnapshotPlan>,
     /// The count of the last snapshot written or loaded (never twice).
     last_snapshot: Option<u64>,
+    /// `--stop-at`, `-S`, the monitor and gdb ([`crate::monitor`]).
+    pub control: crate::monitor::Control,
 }
 
 /// Counters of a run, for `--stats`.
@@ -180,6 +182,7 @@ impl Machine {
             debug_exit: cfg.debug_exit,
             snapshots: None,
             last_snapshot: None,
+            control: crate::monitor::Control::default(),
         })
     }
 
@@ -210,7 +213,7 @@ impl Machine {
     }
 
     /// Service rounds run so far at `icount`.
-    fn rounds_done(&self, icount: u64) -> u32 {
+    pub(crate) fn rounds_done(&self, icount: u64) -> u32 {
         if self.round_at.0 == icount {
             self.round_at.1
         } else {
@@ -267,7 +270,8 @@ impl Machine {
             .borrow_mut()
             .feed_serial(0, &mut self.serial_input, icount);
         self.counters.serial_in += fed.len() as u64;
-        let stop = crate::signals::take();
+        // A signal, or the monitor's quit (or --stop-at's end) when recording.
+        let stop = crate::signals::take().or(self.control.take_stop_request());
         self.stop = self.stop.or(stop);
         if let Journal::Record(r) = &mut self.journal {
             if !fed.is_empty() {
@@ -348,6 +352,9 @@ impl Machine {
             .map_or(SLICE, |b| b.min(SLICE));
         if let Some(p) = &self.snapshots {
             b = b.min(p.until_next(icount));
+        }
+        if let Some(n) = self.control.budget_limit(icount) {
+            b = b.min(n);
         }
         match &self.journal {
             Journal::Off => {}
@@ -479,8 +486,19 @@ impl Machine {
         match &mut self.journal {
             Journal::Off => Ok(()),
             Journal::Record(r) => r.end(icount, round, parts),
+            // Stopped by the monitor or gdb: short of the log's end.
+            Journal::Replay(_) if self.control.ended_here() => Ok(()),
             Journal::Replay(r) => r.finish(icount, &parts),
         }
+    }
+
+    /// `--stop-at`, the monitor, gdb: may pause here (between instructions,
+    /// before this count's service round) until resumed.
+    fn pause_point(&mut self) -> Result<Option<Outcome>, Error> {
+        if self.control.idle() {
+            return Ok(None);
+        }
+        crate::monitor::pause_point(self)
     }
 
     /// Run until the guest powers off, exits through the debug port,
@@ -488,6 +506,9 @@ impl Machine {
     pub fn run(&mut self) -> Result<RunReport, Error> {
         let start = Instant::now();
         let outcome = loop {
+            if let Some(o) = self.pause_point()? {
+                break o;
+            }
             self.service()?;
             if let Some(reason) = self.stop.take() {
                 break Outcome::Stopped(reason);

@@ -176,6 +176,11 @@ impl Replayer {
         Ok(())
     }
 
+    /// Log frames taken so far (the read-ahead one is not yet taken).
+    pub fn frames_taken(&self) -> u64 {
+        self.log.frames() - u64::from(self.next.is_some())
+    }
+
     /// The count at which the next recorded event takes effect.
     pub fn next_icount(&self) -> Option<u64> {
         self.next.as_ref().map(|f| f.icount)

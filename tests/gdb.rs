@@ -1,0 +1,324 @@
+//! The gdb stub, driven by the real `gdb` in batch mode (Debian's `gdb`,
+//! installed by `.ci/run`). The expected values come from QEMU: the same
+//! gdb script against `qemu-system-x86_64 -S -gdb tcp::PORT` on the same
+//! kernel must print the same registers and the same PCs.
+//!
+//! The kernel is `tests/kernels/hello.c` (prints a greeting over COM1 and
+//! exits through the debug-exit port with 0x10, status 0x21); addresses
+//! come from its ELF symbols (`nm`).
+
+#[path = "kernels/harness.rs"]
+mod harness;
+
+use harness::{args, build_c, QEMU};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+/// A TCP port nobody listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The address of `sym` in the ELF `kernel`.
+fn symbol(kernel: &Path, sym: &str) -> u64 {
+    let o = Command::new("nm").arg(kernel).output().expect("nm runs");
+    let text = String::from_utf8_lossy(&o.stdout);
+    text.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 3 && f[2] == sym).then(|| u64::from_str_radix(f[0], 16).unwrap())
+        })
+        .unwrap_or_else(|| panic!("no {sym} in {}", kernel.display()))
+}
+
+/// Start an emulator paused with its gdb stub on `port`.
+fn start(program: &str, kernel: &Path, port: u16, extra: &[&str]) -> Child {
+    let mut a = args(kernel, &["-S", "-gdb", &format!("tcp::{port}")]);
+    a.extend(extra.iter().map(|s| s.to_string()));
+    if program == QEMU {
+        a.extend(["-serial", "null", "-nographic"].map(String::from));
+    } else {
+        a.extend(["-serial", "null"].map(String::from));
+    }
+    Command::new(program)
+        .args(&a)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program}: {e}"))
+}
+
+/// Run gdb in batch mode on `port` with these commands (gdb retries the
+/// connection until the stub listens).
+fn gdb(port: u16, cmds: &[String]) -> Output {
+    let mut c = Command::new("gdb");
+    c.args(["-batch", "-nx", "-q"])
+        .args(["-ex", "set architecture i386:x86-64"])
+        .args(["-ex", "set tcp connect-timeout 30"])
+        .args(["-ex", &format!("target remote 127.0.0.1:{port}")]);
+    for cmd in cmds {
+        c.args(["-ex", cmd]);
+    }
+    c.stdin(Stdio::null()).output().expect("gdb runs")
+}
+
+/// The values gdb printed with `p/x` (`$N = 0x…`), in order.
+fn printed(o: &Output) -> Vec<u64> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (lhs, v) = l.split_once(" = ")?;
+            lhs.starts_with('$').then_some(())?;
+            u64::from_str_radix(v.trim().strip_prefix("0x")?, 16).ok()
+        })
+        .collect()
+}
+
+/// The script: break at kmain, continue, print RIP, EAX, RSP, then step
+/// 10 times printing the PC, then (`tail`) more.
+fn script(kmain: u64, tail: &[&str]) -> Vec<String> {
+    let mut s = vec![
+        format!("break *{kmain:#x}"),
+        "continue".into(),
+        "p/x $rip".into(),
+        "p/x $eax".into(),
+        "p/x $esp".into(),
+    ];
+    for _ in 0..10 {
+        s.push("stepi".into());
+        s.push("p/x $pc".into());
+    }
+    s.extend(tail.iter().map(|t| t.to_string()));
+    s
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn gdb_breaks_steps_reads_registers_and_continues_to_the_end_as_under_qemu() {
+    let kernel = build_c("hello");
+    let kmain = symbol(&kernel, "kmain");
+    let cjemu = env!("CARGO_BIN_EXE_cjemu");
+
+    // QEMU: the oracle for the registers and the PCs (then kill it).
+    let port = free_port();
+    let mut q = start(QEMU, &kernel, port, &[]);
+    let qo = gdb(port, &script(kmain, &["kill"]));
+    let _ = q.kill();
+    let _ = q.wait();
+    let want = printed(&qo);
+    assert_eq!(want.len(), 13, "QEMU's session:\n{}", text(&qo));
+    assert_eq!(want[0], kmain, "QEMU stopped at kmain");
+
+    // cjemu: the same values, then `continue` runs to the guest's exit.
+    let port = free_port();
+    let child = start(cjemu, &kernel, port, &[]);
+    let o = gdb(port, &script(kmain, &["continue"]));
+    let done = child.wait_with_output().unwrap();
+    let got = printed(&o);
+    assert_eq!(got, want, "cjemu's session:\n{}", text(&o));
+    let pcs = &got[3..];
+    assert!(
+        pcs.windows(2).all(|w| w[0] != w[1]),
+        "each stepi moves: {pcs:x?}"
+    );
+    // gdb shows the exit code in octal: 0x21 = 041.
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("exited with code 041"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(done.status.code(), Some(0x21), "status as without gdb");
+}
+
+#[test]
+fn gdb_reads_memory_segment_bases_and_control_registers_as_under_qemu() {
+    // Memory read through the page walk (paging is off in this guest: the
+    // linear address is the physical one): the first bytes of kmain as
+    // gdb reads them equal the ELF's bytes there, which QEMU also shows.
+    let kernel = build_c("hello");
+    let kmain = symbol(&kernel, "kmain");
+    let cmds = [
+        format!("break *{kmain:#x}"),
+        "continue".into(),
+        format!("p/x *(unsigned int *){kmain:#x}"),
+        "p/x $fs_base".into(),
+        "p/x $cs".into(),
+        "p/x $cr0 & 1".into(),
+        "monitor info registers".into(),
+        "kill".into(),
+    ];
+    let port = free_port();
+    let mut q = start(QEMU, &kernel, port, &[]);
+    let qo = gdb(port, &cmds);
+    let _ = q.kill();
+    let _ = q.wait();
+    let want = printed(&qo);
+    assert_eq!(want.len(), 4, "QEMU's session:\n{}", text(&qo));
+    assert_eq!(want[3], 1, "protected mode at kmain");
+
+    let port = free_port();
+    let mut c = start(env!("CARGO_BIN_EXE_cjemu"), &kernel, port, &[]);
+    let o = gdb(port, &cmds);
+    let done = c.wait().unwrap();
+    assert_eq!(printed(&o), want, "cjemu's session:\n{}", text(&o));
+    // `monitor CMD` reaches cjemu's monitor.
+    let rip = format!("RIP={kmain:016x}");
+    assert!(text(&o).contains(&rip), "{}", text(&o));
+    assert!(done.success(), "gdb's kill ends the run with status 0");
+}
+
+/// The echo guest (PIT interrupts at ~1 kHz, no input) under gdb with a
+/// breakpoint in its timer handler: hit twice, then deleted, then run to
+/// the end. The one-instruction steps that breakpoints take, the pauses
+/// and the resumes change nothing the guest sees: the same serial output
+/// (tick counts and TSC values) and status as without gdb, which gdb sees
+/// as the exit code.
+#[test]
+fn a_breakpoint_in_an_interrupt_handler_changes_nothing_the_guest_sees() {
+    let kernel = build_c("rr_ticks_echo");
+    let on_pit = symbol(&kernel, "on_pit");
+    let base = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cjemu"));
+        c.arg("-kernel")
+            .arg(&kernel)
+            .args(["-append", "ticks=50", "-rtc", "base=2020-01-01"]);
+        c
+    };
+    let plain = base().output().unwrap();
+    let out = String::from_utf8_lossy(&plain.stdout).into_owned();
+    assert!(out.contains("end=ticks"), "{out}");
+
+    let port = free_port();
+    let child = base()
+        .args(["-S", "-gdb", &format!("tcp::{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = gdb(
+        port,
+        &[
+            format!("break *{on_pit:#x}"),
+            "continue".into(),
+            "p/x $rip".into(),
+            "continue".into(),
+            "p/x $rip".into(),
+            "delete".into(),
+            "continue".into(),
+        ],
+    );
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr).into_owned();
+    assert_eq!(printed(&o), [on_pit, on_pit], "{}", text(&o));
+    assert_eq!(done.status.code(), plain.status.code(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&done.stdout),
+        out,
+        "the same serial output"
+    );
+    // gdb prints the code in octal with a leading 0.
+    let code = format!("exited with code 0{:o}", plain.status.code().unwrap());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&code),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A bare remote-protocol client (acknowledged mode), for what gdb in
+/// batch mode cannot do on cue: Ctrl-C while the guest runs.
+struct Rsp {
+    s: std::net::TcpStream,
+}
+
+impl Rsp {
+    fn connect(port: u16, child: &mut std::process::Child) -> Rsp {
+        loop {
+            if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                return Rsp { s };
+            }
+            assert!(child.try_wait().unwrap().is_none(), "cjemu ended early");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    fn byte(&mut self) -> u8 {
+        use std::io::Read;
+        let mut b = [0u8; 1];
+        self.s.read_exact(&mut b).expect("the stub answers");
+        b[0]
+    }
+
+    /// The next packet's payload (acknowledged).
+    fn packet(&mut self) -> String {
+        use std::io::Write;
+        while self.byte() != b'$' {}
+        let mut p = Vec::new();
+        loop {
+            match self.byte() {
+                b'#' => break,
+                b => p.push(b),
+            }
+        }
+        self.byte();
+        self.byte();
+        self.s.write_all(b"+").unwrap();
+        String::from_utf8(p).unwrap()
+    }
+
+    fn send(&mut self, payload: &str) {
+        use std::io::Write;
+        let sum = payload.bytes().fold(0u8, |a, b| a.wrapping_add(b));
+        self.s
+            .write_all(format!("${payload}#{sum:02x}").as_bytes())
+            .unwrap();
+        assert_eq!(self.byte(), b'+', "acknowledged");
+    }
+}
+
+#[test]
+fn attaching_pauses_a_running_guest_and_ctrl_c_stops_it_again() {
+    use std::io::Write;
+    let kernel = build_c("rr_ticks_echo");
+    let port = free_port();
+    // No -S: the guest runs (a long run: 10^6 timer ticks) until gdb comes.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cjemu"))
+        .arg("-kernel")
+        .arg(&kernel)
+        .args(["-append", "ticks=1000000", "-serial", "null"])
+        .args(["-gdb", &format!("tcp::{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut r = Rsp::connect(port, &mut child);
+    r.send("?");
+    let stop = r.packet();
+    assert!(stop.starts_with('S') || stop.starts_with('T'), "{stop}");
+    r.send("c");
+    // Let the guest run a little (the stop is the same either way; this
+    // makes the stub see Ctrl-C while running, polled from the run loop).
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    r.s.write_all(&[0x03]).unwrap();
+    // SIGINT, as QEMU reports an interrupt.
+    let stop = r.packet();
+    assert!(stop.starts_with("S02") || stop.starts_with("T02"), "{stop}");
+    r.send("k");
+    let done = child.wait_with_output().unwrap();
+    assert_eq!(done.status.code(), Some(0), "kill ends the run with 0");
+}
