@@ -387,3 +387,28 @@ fn stopping_at_every_instruction_does_not_change_the_state_hash() {
     assert_eq!(stat(&stopped, "icount"), stat(&plain, "icount"));
     assert_eq!(stat(&stopped, "state-hash"), stat(&plain, "state-hash"));
 }
+
+#[test]
+fn qemu_rr_spelling_records_and_replays_the_demo() {
+    let log = dir().join("demo-rr.rr");
+    let spec = format!("shift=auto,rr=record,rrfile={}", log.display());
+    let rec = cjemu()
+        .args(["--icount", &spec, "--stats"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(rec.status.code(), Some(0), "{}", stderr(&rec));
+    let spec = format!("shift=auto,rr=replay,rrfile={}", log.display());
+    for args in [
+        vec!["--icount", spec.as_str()],
+        vec!["--replay", log.to_str().unwrap()],
+    ] {
+        let r = cjemu()
+            .args(&args)
+            .arg("--stats")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_same_run(&rec, &r, &format!("{args:?}"));
+    }
+}
