@@ -429,28 +429,23 @@ impl Engine {
                     return Exit::BudgetExhausted;
                 }
                 match self.cx.step(insn, bitness, whole_block) {
-                    Ok(()) => {
-                        if self.cx.cpu.exit_req != 0 {
-                            if let Some(exit) = self.leave_block() {
-                                return exit;
-                            }
-                            break;
-                        }
-                    }
-                    Err(Stop::Fault(ex)) => {
-                        if let Some(exit) = self.fault(ex) {
-                            return exit;
-                        }
-                        break;
-                    }
-                    Err(Stop::Restart) => {
-                        if let Some(exit) = self.leave_block() {
-                            return exit;
-                        }
-                        break;
-                    }
+                    Ok(()) if self.cx.cpu.exit_req == 0 => {}
+                    r => match self.stopped(r) {
+                        Some(exit) => return exit,
+                        None => break,
+                    },
                 }
             }
+        }
+    }
+
+    /// An interpreted instruction left its block (`exit_req`, a REP
+    /// restart, or a fault, which is delivered here). `Some` ends the run.
+    #[cold]
+    fn stopped(&mut self, r: Result<(), Stop>) -> Option<Exit> {
+        match r {
+            Ok(()) | Err(Stop::Restart) => self.leave_block(),
+            Err(Stop::Fault(ex)) => self.fault(ex),
         }
     }
 
@@ -460,10 +455,8 @@ impl Engine {
     fn step_one(&mut self, block: &Block) -> Option<Exit> {
         let insn = block.insns.first()?;
         match self.cx.step(insn, block.key.bitness, false) {
-            Ok(()) if self.cx.cpu.exit_req != 0 => self.leave_block(),
-            Ok(()) => None,
-            Err(Stop::Fault(ex)) => self.fault(ex),
-            Err(Stop::Restart) => self.leave_block(),
+            Ok(()) if self.cx.cpu.exit_req == 0 => None,
+            r => self.stopped(r),
         }
     }
 
