@@ -229,17 +229,14 @@ fn fingerprint(
         // What the guest sees: the multiboot command line starts with the
         // kernel's path (as QEMU's does).
         ("cmdline", guest_cmdline(cfg, guest)),
-        ("memory", cfg.ram_size.to_string()),
-        ("serial-ports", cfg.serial.len().to_string()),
-        (
-            "debug-exit",
-            format!("{:#x}+{}", cfg.debug_exit.0, cfg.debug_exit.1),
-        ),
         ("clock", cli::icount_spec(icount.as_ref())),
         (record_replay::PARTS_KEY, record_replay::part_names(&parts)),
     ];
     Ok(Fingerprint(
-        kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        kv.into_iter()
+            .chain(m.hardware())
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
     ))
 }
 

@@ -196,6 +196,23 @@ impl Machine {
         self.pc.borrow_mut().reset();
     }
 
+    /// The machine's hardware as (name, value) pairs, in a fixed order:
+    /// what a snapshot and a record/replay log must be loaded on.
+    pub fn hardware(&self) -> Vec<(&'static str, String)> {
+        let ram = self.engine.mem().ram_size();
+        let ram = if ram.is_multiple_of(1 << 20) {
+            format!("{} MiB", ram >> 20)
+        } else {
+            format!("{ram} bytes")
+        };
+        let dx = self.debug_exit;
+        vec![
+            ("RAM", ram),
+            ("serial ports", self.pc.borrow().uarts.len().to_string()),
+            ("debug-exit", format!("{:#x}+{}", dx.iobase, dx.iosize)),
+        ]
+    }
+
     /// What a device asked for after the last exit, if anything.
     fn device_request(&mut self) -> Option<Outcome> {
         let pc = self.pc.borrow();

@@ -52,7 +52,7 @@ use std::path::{Path, PathBuf};
 /// The first bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"CJEMUSNP";
 /// The format version this cjemu writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Snapshot file names end in this.
 pub const EXTENSION: &str = "cjsnap";
 /// RAM is saved by pages of this size; all-zero pages are left out.
@@ -60,62 +60,50 @@ const PAGE: usize = 4096;
 /// Magic, version, checksum, state length.
 const HEADER_LEN: usize = 8 + 4 + 8 + 8;
 
-/// What a loading machine must be.
+/// What a loading machine must be: its hardware
+/// ([`Machine::hardware`]) and its clock's shift mode, as
+/// (name, value) pairs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MachineDesc {
-    /// RAM size in bytes (`-m`).
-    pub ram_size: u64,
-    /// Number of UARTs (`-serial`).
-    pub uarts: u32,
-    /// isa-debug-exit's first port and size.
-    pub debug_exit: (u16, u16),
-    /// `shift=N` or `shift=auto`.
-    pub clock: String,
-}
+pub struct MachineDesc(pub Vec<(String, String)>);
 
 impl MachineDesc {
     /// The description of `m`.
     pub fn of(m: &Machine) -> MachineDesc {
-        let pc = m.pc.borrow();
-        let c = pc.clock.state();
-        MachineDesc {
-            ram_size: m.engine.mem().ram_size(),
-            uarts: pc.uarts.len() as u32,
-            debug_exit: (m.debug_exit.iobase, m.debug_exit.iosize),
-            clock: if c.auto {
-                "shift=auto".into()
-            } else {
-                format!("shift={}", c.shift)
-            },
-        }
+        let c = m.pc.borrow().clock.state();
+        let clock = if c.auto {
+            "shift=auto".into()
+        } else {
+            format!("shift={}", c.shift)
+        };
+        let mut d: Vec<(String, String)> = m
+            .hardware()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        d.push(("clock".into(), clock));
+        MachineDesc(d)
     }
 
     /// Every difference from `now`, as `what: saved X, now Y`.
     fn differences(&self, now: &MachineDesc) -> Vec<String> {
-        let mut d = Vec::new();
-        let mut cmp = |what: &str, a: String, b: String| {
-            if a != b {
-                d.push(format!("{what}: snapshot {a}, now {b}"));
-            }
+        let none = String::from("(none)");
+        let value = |d: &MachineDesc, k: &str| {
+            d.0.iter()
+                .find(|(key, _)| key == k)
+                .map_or(none.clone(), |(_, v)| v.clone())
         };
-        cmp("RAM", bytes(self.ram_size), bytes(now.ram_size));
-        cmp(
-            "serial ports",
-            self.uarts.to_string(),
-            now.uarts.to_string(),
-        );
-        let dx = |(b, s): (u16, u16)| format!("{b:#x}+{s}");
-        cmp("debug-exit", dx(self.debug_exit), dx(now.debug_exit));
-        cmp("clock", self.clock.clone(), now.clock.clone());
-        d
-    }
-}
-
-fn bytes(n: u64) -> String {
-    if n.is_multiple_of(1 << 20) {
-        format!("{} MiB", n >> 20)
-    } else {
-        format!("{n} bytes")
+        let mut keys: Vec<&String> = Vec::new();
+        for (k, _) in self.0.iter().chain(&now.0) {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        keys.into_iter()
+            .filter_map(|k| {
+                let (a, b) = (value(self, k), value(now, k));
+                (a != b).then(|| format!("{k}: snapshot {a}, now {b}"))
+            })
+            .collect()
     }
 }
 
