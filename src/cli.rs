@@ -769,10 +769,10 @@ fn check_snapshot_options(raw: &RawArgs, rr: &Option<RecordReplay>) -> Result<()
     if raw.loadvm.is_none() {
         return Ok(());
     }
-    if rr.is_some() {
+    if matches!(rr, Some(RecordReplay::Record(_))) {
         return Err(usage(
-            "--loadvm cannot be combined with --record or --replay (yet): a recording \
-             starts from the guest's boot",
+            "--loadvm cannot be combined with --record: a recording starts from the guest's \
+             boot (a replay can start from a snapshot taken during its recording)",
         ));
     }
     if raw.serial_input.is_some() {

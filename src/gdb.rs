@@ -28,6 +28,9 @@ use gdbstub::common::Signal;
 use gdbstub::conn::Connection;
 use gdbstub::stub::state_machine::GdbStubStateMachine;
 use gdbstub::stub::{DisconnectReason, GdbStub, SingleThreadStopReason};
+use gdbstub::target::ext::base::reverse_exec::{
+    ReplayLogPosition, ReverseCont, ReverseContOps, ReverseStep, ReverseStepOps,
+};
 use gdbstub::target::ext::base::singlethread::{
     SingleThreadBase, SingleThreadResume, SingleThreadResumeOps, SingleThreadSingleStep,
     SingleThreadSingleStepOps,
@@ -410,13 +413,36 @@ impl SingleThreadResume for Machine {
     fn support_single_step(&mut self) -> Option<SingleThreadSingleStepOps<'_, Self>> {
         Some(self)
     }
+
+    // Reverse execution is offered only while replaying with a history
+    // (gdb asks in qSupported and before each resume).
+    fn support_reverse_step(&mut self) -> Option<ReverseStepOps<'_, (), Self>> {
+        self.history.is_some().then_some(self as _)
+    }
+
+    fn support_reverse_cont(&mut self) -> Option<ReverseContOps<'_, (), Self>> {
+        self.history.is_some().then_some(self as _)
+    }
+}
+
+impl ReverseStep<()> for Machine {
+    fn reverse_step(&mut self, _tid: ()) -> Result<(), String> {
+        self.control.exec = Exec::ReverseStep;
+        Ok(())
+    }
+}
+
+impl ReverseCont<()> for Machine {
+    fn reverse_cont(&mut self) -> Result<(), String> {
+        self.control.exec = Exec::ReverseCont;
+        Ok(())
+    }
 }
 
 impl SingleThreadSingleStep for Machine {
     fn step(&mut self, _signal: Option<Signal>) -> Result<(), String> {
-        let c = self.engine.cpu();
         self.control.exec = Exec::Step {
-            from: (c.icount, c.rip),
+            from: self.engine.cpu().icount,
         };
         Ok(())
     }
@@ -588,13 +614,18 @@ fn detach(m: &mut Machine, why: DisconnectReason) -> Option<Sm> {
 /// Tell a gdb waiting for the machine why it paused.
 pub fn report_stop(m: &mut Machine, cause: PauseCause) {
     let reason = match cause {
-        PauseCause::Step => SingleThreadStopReason::DoneStep,
+        PauseCause::Step | PauseCause::ReverseStep => SingleThreadStopReason::DoneStep,
+        PauseCause::HistoryStart => SingleThreadStopReason::ReplayLog {
+            tid: None,
+            pos: ReplayLogPosition::Begin,
+        },
         PauseCause::SwBreak => SingleThreadStopReason::SwBreak(()),
         PauseCause::HwBreak => SingleThreadStopReason::HwBreak(()),
         PauseCause::GdbInterrupt
         | PauseCause::Requested
         | PauseCause::StopAt
-        | PauseCause::GdbAttach => SingleThreadStopReason::Signal(Signal::SIGINT),
+        | PauseCause::GdbAttach
+        | PauseCause::Seek => SingleThreadStopReason::Signal(Signal::SIGINT),
     };
     report(m, reason);
 }

@@ -25,6 +25,7 @@ pub mod signals;
 pub mod snapshot;
 pub mod stats;
 pub mod status;
+pub mod time_travel;
 
 use cjemu_replay::clock::ShiftMode;
 use cjemu_replay::replay_log::Fingerprint;
@@ -251,6 +252,9 @@ fn guest_cmdline(cfg: &Config, guest: &Guest) -> String {
 
 /// Refuse a replay on another machine, naming every difference.
 fn check_fingerprint(logged: &Fingerprint, now: &Fingerprint) -> Result<(), Error> {
+    // The recording's identity names the log, not the machine.
+    let mut logged = logged.clone();
+    logged.0.remove(record_replay::RECORDING_KEY);
     let d = logged.differences(now);
     if d.is_empty() {
         return Ok(());
@@ -368,6 +372,11 @@ pub fn run(cfg: &Config) -> Result<u8, Error> {
         }
         _ => Journal::Off,
     };
+    if matches!(m.journal, Journal::Replay(_)) && (cfg.gdb.is_some() || cfg.monitor.is_some()) {
+        // A debugger may go back in time: keep snapshots as the replay runs.
+        let every = cfg.snapshot_every.unwrap_or(time_travel::DEFAULT_EVERY);
+        m.history = Some(time_travel::History::new(every));
+    }
     start_guest(cfg, &guest, &mut m)?;
     let report = loop {
         let report = m.run()?;

@@ -31,7 +31,7 @@ use cjemu_jit::memory::GuestMemory;
 use cjemu_jit::{Engine, Exit, Gpr};
 use cjemu_replay::clock::{AdjustCause, ClockAdjust, ShiftMode, VirtualClock};
 use cjemu_replay::replay_log::{Event, StopReason};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -105,6 +105,44 @@ pub struct Machine {
     last_snapshot: Option<u64>,
     /// `--stop-at`, `-S`, the monitor and gdb ([`crate::monitor`]).
     pub control: crate::monitor::Control,
+    /// External interrupts delivered at one count: (count, how many). With
+    /// the count it names a moment between instructions ([`Position`]).
+    delivered_at: (u64, u32),
+    /// Snapshots kept in memory while a debugger drives a replay
+    /// ([`crate::time_travel`]).
+    pub history: Option<crate::time_travel::History>,
+    /// Set while re-executing what was already run: serial output is not
+    /// shown twice.
+    pub serial_muted: Rc<Cell<bool>>,
+}
+
+/// A moment between instructions, as the run loop sees it: the count, and
+/// the external interrupts delivered at that count before it (a handler
+/// entered at count N is later than the instruction boundary at N).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    /// Instructions retired.
+    pub icount: u64,
+    /// Interrupts delivered at `icount` so far.
+    pub delivered: u32,
+}
+
+/// A serial sink that drops bytes while the machine re-executes history.
+struct GatedOutput {
+    out: Box<dyn SerialOutput>,
+    muted: Rc<Cell<bool>>,
+}
+
+impl SerialOutput for GatedOutput {
+    fn write_byte(&mut self, b: u8) {
+        if !self.muted.get() {
+            self.out.write_byte(b);
+        }
+    }
+
+    fn flush(&mut self) {
+        self.out.flush();
+    }
 }
 
 /// Counters of a run, for `--stats`.
@@ -162,7 +200,18 @@ impl Machine {
         let clock = VirtualClock::new(cfg.shift).map_err(|e| Error::Usage(e.to_string()))?;
         let start = clock.ns_at(0);
         let shift = clock.shift();
-        let pc = Rc::new(RefCell::new(Pc::new(cfg.serial, &pc_cfg, clock)?));
+        let serial_muted = Rc::new(Cell::new(false));
+        let serial = cfg
+            .serial
+            .into_iter()
+            .map(|out| {
+                Box::new(GatedOutput {
+                    out,
+                    muted: serial_muted.clone(),
+                }) as Box<dyn SerialOutput>
+            })
+            .collect();
+        let pc = Rc::new(RefCell::new(Pc::new(serial, &pc_cfg, clock)?));
         let mut mem =
             GuestMemory::new(cfg.ram_size).map_err(|e| Error::Usage(format!("-m: {e}")))?;
         pc.borrow().map_mmio(&mut mem)?;
@@ -183,6 +232,9 @@ impl Machine {
             snapshots: None,
             last_snapshot: None,
             control: crate::monitor::Control::default(),
+            delivered_at: (u64::MAX, 0),
+            history: None,
+            serial_muted,
         })
     }
 
@@ -229,6 +281,17 @@ impl Machine {
         crate::hash::state_parts(&self.engine, &self.pc.borrow())
     }
 
+    /// Where the machine stands (between instructions, at a loop top).
+    pub fn position(&self) -> Position {
+        let icount = self.engine.cpu().icount;
+        let delivered = if self.delivered_at.0 == icount {
+            self.delivered_at.1
+        } else {
+            0
+        };
+        Position { icount, delivered }
+    }
+
     /// Service rounds run so far at `icount`.
     pub(crate) fn rounds_done(&self, icount: u64) -> u32 {
         if self.round_at.0 == icount {
@@ -245,6 +308,7 @@ impl Machine {
         let round = self.rounds_done(icount);
         if round == 0 {
             self.snapshot_if_due(icount)?;
+            crate::time_travel::keep_if_due(self)?;
         }
         self.round_at = (icount, round + 1);
         if matches!(self.journal, Journal::Replay(_)) {
@@ -263,7 +327,13 @@ impl Machine {
         let Some(plan) = &self.snapshots else {
             return Ok(());
         };
-        if !plan.due(icount) || self.last_snapshot == Some(icount) {
+        let seen = self
+            .history
+            .as_ref()
+            .is_some_and(|h| icount < h.high_water());
+        if !plan.due(icount) || self.last_snapshot == Some(icount) || seen {
+            // (A count already run before a debugger went back in time
+            // has its file already.)
             return Ok(());
         }
         crate::snapshot::write_due(self, plan)?;
@@ -275,6 +345,8 @@ impl Machine {
     /// round is that count's first, and writes no snapshot of it again.
     pub(crate) fn snapshot_loaded(&mut self, icount: u64) {
         self.round_at = (u64::MAX, 0);
+        self.delivered_at = (u64::MAX, 0);
+        self.stop = None;
         self.last_snapshot = Some(icount);
     }
 
@@ -373,6 +445,9 @@ impl Machine {
         if let Some(n) = self.control.budget_limit(icount) {
             b = b.min(n);
         }
+        if let Some(h) = &self.history {
+            b = b.min(h.until_next(icount));
+        }
         match &self.journal {
             Journal::Off => {}
             Journal::Record(r) => b = b.min(r.next_checkpoint().saturating_sub(icount)),
@@ -412,6 +487,8 @@ impl Machine {
     fn take_interrupt(&mut self) -> Option<Outcome> {
         let vector = self.pc.borrow().pic.borrow_mut().acknowledge();
         self.counters.interrupts += 1;
+        let pos = self.position();
+        self.delivered_at = (pos.icount, pos.delivered + 1);
         match self.engine.deliver_interrupt(vector) {
             Ok(()) => None,
             Err(Exit::TripleFault { first, rip }) => Some(Outcome::TripleFault { first, rip }),
@@ -509,6 +586,36 @@ impl Machine {
         }
     }
 
+    /// One turn of the run loop from a loop top: a service round, then the
+    /// engine for one budget, then whatever its exit asks for. `Some`: the
+    /// run ended.
+    pub(crate) fn iterate(&mut self) -> Result<Option<Outcome>, Error> {
+        crate::time_travel::note_progress(self);
+        self.service()?;
+        if let Some(reason) = self.stop.take() {
+            return Ok(Some(Outcome::Stopped(reason)));
+        }
+        let exit = self.engine.run(self.budget());
+        log_cpu(&self.engine, &exit);
+        Ok(match exit {
+            Exit::Device => self.device_request(),
+            Exit::BudgetExhausted => {
+                self.end_of_slice()?;
+                None
+            }
+            Exit::InterruptWindow => self.take_interrupt(),
+            // Nothing can wake the CPU: the machine is off.
+            Exit::Halted if self.engine.cpu().rflags & RFLAGS_IF == 0 => Some(Outcome::PoweredOff),
+            Exit::Halted => self.idle()?,
+            Exit::TripleFault { first, rip } => Some(Outcome::TripleFault { first, rip }),
+            Exit::Exception(ex) => {
+                return Err(Error::Internal(format!(
+                    "the engine returned exception {ex:?} although exceptions_exit is off"
+                )))
+            }
+        })
+    }
+
     /// `--stop-at`, the monitor, gdb: may pause here (between instructions,
     /// before this count's service round) until resumed.
     fn pause_point(&mut self) -> Result<Option<Outcome>, Error> {
@@ -526,39 +633,8 @@ impl Machine {
             if let Some(o) = self.pause_point()? {
                 break o;
             }
-            self.service()?;
-            if let Some(reason) = self.stop.take() {
-                break Outcome::Stopped(reason);
-            }
-            let exit = self.engine.run(self.budget());
-            log_cpu(&self.engine, &exit);
-            match exit {
-                Exit::Device => {
-                    if let Some(o) = self.device_request() {
-                        break o;
-                    }
-                }
-                Exit::BudgetExhausted => self.end_of_slice()?,
-                Exit::InterruptWindow => {
-                    if let Some(o) = self.take_interrupt() {
-                        break o;
-                    }
-                }
-                Exit::Halted if self.engine.cpu().rflags & RFLAGS_IF == 0 => {
-                    // Nothing can wake the CPU: the machine is off.
-                    break Outcome::PoweredOff;
-                }
-                Exit::Halted => {
-                    if let Some(o) = self.idle()? {
-                        break o;
-                    }
-                }
-                Exit::TripleFault { first, rip } => break Outcome::TripleFault { first, rip },
-                Exit::Exception(ex) => {
-                    return Err(Error::Internal(format!(
-                        "the engine returned exception {ex:?} although exceptions_exit is off"
-                    )))
-                }
+            if let Some(o) = self.iterate()? {
+                break o;
             }
         };
         self.pc.borrow().flush();

@@ -45,8 +45,24 @@ pub enum Exec {
     Run,
     /// Paused, waiting for the monitor or gdb.
     Paused,
-    /// One instruction from (icount, rip), then pause.
-    Step { from: (u64, u64) },
+    /// Until an instruction retired after this count, then pause (an
+    /// interrupt delivered on the way does not stop it, as in QEMU's
+    /// replay mode).
+    Step { from: u64 },
+    /// gdb's `reverse-stepi` (replay only), then pause.
+    ReverseStep,
+    /// gdb's `reverse-continue` (replay only), then pause.
+    ReverseCont,
+}
+
+/// A run to a count that the time-travel code drives
+/// ([`crate::time_travel`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Travel {
+    /// The count to reach.
+    pub to: u64,
+    /// Stop at every instruction (scanning for breakpoints).
+    pub every_insn: bool,
 }
 
 /// Why the machine paused.
@@ -66,6 +82,12 @@ pub enum PauseCause {
     SwBreak,
     /// RIP is at a hardware breakpoint.
     HwBreak,
+    /// A `reverse-stepi` is done.
+    ReverseStep,
+    /// A reverse move found nothing earlier: the start of the history.
+    HistoryStart,
+    /// The monitor's `replay-seek` or `replay-break` arrived.
+    Seek,
 }
 
 /// The debugger side of the machine.
@@ -92,6 +114,10 @@ pub struct Control {
     ended_here: bool,
     /// A recording's stop, for the service round to log and take.
     stop_request: Option<StopReason>,
+    /// A run to a count driven by the time-travel code.
+    pub travel: Option<Travel>,
+    /// The monitor's `replay-seek`: go there at the next loop top.
+    pub seek: Option<u64>,
 }
 
 impl Default for Control {
@@ -109,6 +135,8 @@ impl Default for Control {
             quit: false,
             ended_here: false,
             stop_request: None,
+            travel: None,
+            seek: None,
         }
     }
 }
@@ -141,6 +169,14 @@ impl Control {
     /// The most instructions the engine may run from `icount`: 1 while
     /// stepping or while breakpoints are set, else up to `--stop-at`.
     pub fn budget_limit(&self, icount: u64) -> Option<u64> {
+        if let Some(t) = self.travel {
+            // Breakpoints and steps wait for the travel's end.
+            let breaks = !self.sw_breaks.is_empty() || !self.hw_breaks.is_empty();
+            if (t.every_insn && breaks) || icount >= t.to {
+                return Some(1);
+            }
+            return Some(t.to - icount);
+        }
         if matches!(self.exec, Exec::Step { .. })
             || !self.sw_breaks.is_empty()
             || !self.hw_breaks.is_empty()
@@ -148,6 +184,17 @@ impl Control {
             return Some(1);
         }
         self.stop_at.filter(|&n| n > icount).map(|n| n - icount)
+    }
+
+    /// The breakpoint at `rip`, if any.
+    pub fn breakpoint_at(&self, rip: u64) -> Option<PauseCause> {
+        if self.sw_breaks.contains(&rip) {
+            Some(PauseCause::SwBreak)
+        } else if self.hw_breaks.contains(&rip) {
+            Some(PauseCause::HwBreak)
+        } else {
+            None
+        }
     }
 
     /// Pause at the next loop top (the first cause asked for wins).
@@ -178,16 +225,13 @@ fn pause_due(m: &mut Machine) -> Option<PauseCause> {
         return Some(PauseCause::StopAt);
     }
     if let Exec::Step { from } = c.exec {
-        if from != (icount, rip) {
+        if from != icount {
             return Some(PauseCause::Step);
         }
     }
     if c.resume_from != Some((icount, rip)) {
-        if c.sw_breaks.contains(&rip) {
-            return Some(PauseCause::SwBreak);
-        }
-        if c.hw_breaks.contains(&rip) {
-            return Some(PauseCause::HwBreak);
+        if let Some(cause) = c.breakpoint_at(rip) {
+            return Some(cause);
         }
     }
     c.pause_req.take()
@@ -223,30 +267,67 @@ pub fn pause_point(m: &mut Machine) -> Result<Option<Outcome>, Error> {
     let Some(why) = why else {
         return Ok(None);
     };
-    let icount = m.engine.cpu().icount;
-    log::info!("paused at icount {icount} ({why:?})");
-    m.control.exec = Exec::Paused;
-    crate::gdb::report_stop(m, why);
     if m.control.monitor.is_none() && !crate::gdb::listening(m) {
         // Nobody can resume it: show where it stopped and end the run.
         eprint!("{}", info_registers(m.engine.cpu()));
         return Ok(end_run(m));
     }
-    while m.control.exec == Exec::Paused && !m.control.quit {
-        std::thread::sleep(PAUSED_POLL);
-        poll_all(m);
-        if crate::signals::pending() {
-            m.control.quit = true;
+    let mut why = why;
+    loop {
+        let icount = m.engine.cpu().icount;
+        log::info!("paused at icount {icount} ({why:?})");
+        m.control.exec = Exec::Paused;
+        crate::gdb::report_stop(m, why);
+        while m.control.exec == Exec::Paused && !m.control.quit && m.control.seek.is_none() {
+            std::thread::sleep(PAUSED_POLL);
+            poll_all(m);
+            if crate::signals::pending() {
+                m.control.quit = true;
+            }
         }
-    }
-    if m.control.quit {
-        return Ok(end_run(m));
+        if m.control.quit {
+            return Ok(end_run(m));
+        }
+        match travel(m)? {
+            Some(Ok(cause)) => why = cause,
+            Some(Err(outcome)) => return Ok(Some(outcome)),
+            None => break,
+        }
     }
     // A pause asked for while paused (gdb's Ctrl-C right after its `c`)
     // is kept: it takes effect at the next loop top.
     let c = m.engine.cpu();
     m.control.resume_from = Some((c.icount, c.rip));
     Ok(None)
+}
+
+/// Carry out a reverse move or a seek asked for while paused. `None`:
+/// nothing asked, resume; `Some(Ok(cause))`: moved, pause again;
+/// `Some(Err(outcome))`: the guest's run ended on the way.
+fn travel(m: &mut Machine) -> Result<Option<Result<PauseCause, Outcome>>, Error> {
+    use crate::time_travel::{self, Arrival};
+    let arrival = if let Some(to) = m.control.seek.take() {
+        let to = crate::machine::Position {
+            icount: to,
+            delivered: 0,
+        };
+        (time_travel::go_to(m, to)?, PauseCause::Seek)
+    } else {
+        match m.control.exec {
+            Exec::ReverseStep => (time_travel::reverse_step(m)?, PauseCause::ReverseStep),
+            Exec::ReverseCont => (time_travel::reverse_continue(m)?, PauseCause::HistoryStart),
+            _ => return Ok(None),
+        }
+    };
+    let c = m.engine.cpu();
+    // The breakpoint travelled to is not hit again by the next continue.
+    m.control.resume_from = Some((c.icount, c.rip));
+    Ok(Some(match arrival {
+        (Arrival::At, cause) => Ok(cause),
+        (Arrival::Break(cause), _) => Ok(cause),
+        (Arrival::HistoryStart, _) => Ok(PauseCause::HistoryStart),
+        (Arrival::Ended(o), _) => Err(o),
+    }))
 }
 
 /// End the run here (`quit`, gdb `kill`, `--stop-at` with nobody to
@@ -349,11 +430,45 @@ fn info_replay(m: &Machine) -> String {
     match &m.journal {
         Journal::Off => format!("icount {icount}\nnot recording or replaying\n"),
         Journal::Record(r) => format!("icount {icount}\nrecording ({} bytes)\n", r.bytes()),
-        Journal::Replay(r) => format!(
-            "icount {icount}\nreplaying: {} log frames consumed\n",
-            r.frames_taken()
-        ),
+        Journal::Replay(r) => {
+            let mut s = format!(
+                "icount {icount}\nreplaying: {} log frames consumed\n",
+                r.frames_taken()
+            );
+            if let Some(h) = &m.history {
+                let (n, bytes) = h.kept();
+                s.push_str(&format!(
+                    "history: {n} snapshot(s) in memory ({bytes} bytes) from icount {}, \
+                     furthest icount {}\n",
+                    h.start().unwrap_or(0),
+                    h.high_water()
+                ));
+            }
+            s
+        }
     }
+}
+
+/// `replay-seek N` / `replay-break N`: only in a replay; a seek back needs
+/// the history (a debugger attached when the replay started).
+fn replay_goto(m: &mut Machine, arg: &str, seek: bool) -> String {
+    let Ok(n) = arg.parse::<u64>() else {
+        return format!("'{arg}' is not an instruction count\n");
+    };
+    if !matches!(m.journal, Journal::Replay(_)) {
+        return "not replaying\n".into();
+    }
+    let icount = m.engine.cpu().icount;
+    if seek {
+        m.control.seek = Some(n);
+        m.control.request_pause(PauseCause::Seek);
+        return String::new();
+    }
+    if n <= icount {
+        return format!("icount {n} is not ahead (now {icount}); use replay-seek\n");
+    }
+    m.control.stop_at = Some(n);
+    String::new()
 }
 
 /// The monitor's socket and its clients.
@@ -456,6 +571,8 @@ pub fn command(m: &mut Machine, cmd: &str) -> String {
         }
         ["info", "registers"] | ["info", "regs"] => info_registers(m.engine.cpu()),
         ["info", "replay"] => info_replay(m),
+        ["replay-seek", n] => replay_goto(m, n, true),
+        ["replay-break", n] => replay_goto(m, n, false),
         ["info", "status"] => match m.control.exec {
             Exec::Paused => "VM status: paused\n".into(),
             _ => "VM status: running\n".into(),
@@ -468,9 +585,9 @@ pub fn command(m: &mut Machine, cmd: &str) -> String {
             m.control.quit = true;
             String::new()
         }
-        ["help"] => {
-            "stop | cont | info registers | info replay | info status | savevm FILE | quit\n".into()
-        }
+        ["help"] => "stop | cont | info registers | info replay | info status | savevm FILE | \
+             replay-seek ICOUNT | replay-break ICOUNT | quit\n"
+            .into(),
         _ => format!("unknown command: '{cmd}' (type help)\n"),
     }
 }
@@ -500,7 +617,7 @@ mod tests {
         c.sw_breaks.insert(0x1000);
         assert_eq!(c.budget_limit(40), Some(1));
         c.sw_breaks.clear();
-        c.exec = Exec::Step { from: (0, 0) };
+        c.exec = Exec::Step { from: 0 };
         assert_eq!(c.budget_limit(40), Some(1));
     }
 

@@ -18,8 +18,9 @@
 use crate::status::Error;
 use cjemu_replay::clock::ClockAdjust;
 use cjemu_replay::replay_log::{
-    Event, Fingerprint, Frame, LogError, LogReader, LogWriter, StopReason,
+    Event, Fingerprint, Frame, LogError, LogPos, LogReader, LogWriter, StopReason,
 };
+use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
@@ -31,12 +32,40 @@ pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1_000_000_000;
 /// Fingerprint key naming the state parts a checkpoint hashes.
 pub const PARTS_KEY: &str = "checkpoint-parts";
 
+/// Fingerprint key of the recording's identity: a snapshot taken during a
+/// recording (or its replay) names it, and only that log can go on from it.
+pub const RECORDING_KEY: &str = "recording";
+
+/// A place in a recording: its identity and the position of the first
+/// frame at or after a snapshot's count (what a replay loaded from that
+/// snapshot reads next).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogMark {
+    /// The log's [`RECORDING_KEY`].
+    pub recording: String,
+    /// Where its replay goes on.
+    pub pos: LogPos,
+}
+
+/// A recording's identity: unique per run (host time, process, file).
+fn new_recording_id(path: &Path) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let seed = format!("{now} {} {}", std::process::id(), path.display());
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()))
+}
+
 /// Writes the inputs of a run.
 pub struct Recorder {
     log: LogWriter<BufWriter<File>>,
     path: PathBuf,
     every: u64,
     next_checkpoint: u64,
+    id: String,
+    /// The count of the last frame written and the position of the first
+    /// frame at that count.
+    first_at_last: (u64, LogPos),
 }
 
 impl Recorder {
@@ -49,18 +78,27 @@ impl Recorder {
     ) -> Result<Recorder, Error> {
         let f = File::create(path)
             .map_err(|e| Error::Input(format!("--record {}: {e}", path.display())))?;
-        let log = LogWriter::new(BufWriter::new(f), fp).map_err(|e| write_error(path, e))?;
+        let id = new_recording_id(path);
+        let mut fp = fp.clone();
+        fp.0.insert(RECORDING_KEY.into(), id.clone());
+        let log = LogWriter::new(BufWriter::new(f), &fp).map_err(|e| write_error(path, e))?;
+        let first_at_last = (0, log.position());
         let mut r = Recorder {
             log,
             path: path.to_path_buf(),
             every: every.max(1),
             next_checkpoint: every.max(1),
+            id,
+            first_at_last,
         };
         r.write(0, 0, Event::RtcStart(rtc_start))?;
         Ok(r)
     }
 
     fn write(&mut self, icount: u64, round: u32, event: Event) -> Result<(), Error> {
+        if icount != self.first_at_last.0 {
+            self.first_at_last = (icount, self.log.position());
+        }
         let f = Frame {
             icount,
             round,
@@ -111,6 +149,23 @@ impl Recorder {
     pub fn bytes(&self) -> u64 {
         self.log.bytes()
     }
+
+    /// Where a replay of this recording goes on from a snapshot taken at
+    /// `icount` (the start of that count's first service round): the first
+    /// frame at that count. A clock move at `icount` may already have been
+    /// written (at the end of the slice that reached it), but its replay
+    /// takes it in that round, after the snapshot.
+    pub fn mark(&self, icount: u64) -> LogMark {
+        let pos = if self.first_at_last.0 == icount {
+            self.first_at_last.1
+        } else {
+            self.log.position()
+        };
+        LogMark {
+            recording: self.id.clone(),
+            pos,
+        }
+    }
 }
 
 fn write_error(path: &Path, e: LogError) -> Error {
@@ -121,8 +176,12 @@ fn write_error(path: &Path, e: LogError) -> Error {
 pub struct Replayer {
     log: LogReader<BufReader<File>>,
     path: PathBuf,
-    /// The next frame, read ahead.
+    /// The recording's identity ([`RECORDING_KEY`]; empty for a log
+    /// without one).
+    id: String,
+    /// The next frame, read ahead, and where it starts.
     next: Option<Frame>,
+    next_pos: LogPos,
     /// The log ended without an end record (cut or killed).
     cut: Option<String>,
     /// Part names of the checkpoints.
@@ -141,6 +200,8 @@ impl Replayer {
                 .map(|p| p.split(',').map(String::from).collect())
                 .unwrap_or_default();
         let mut r = Replayer {
+            id: fp.0.get(RECORDING_KEY).cloned().unwrap_or_default(),
+            next_pos: log.position(),
             log,
             path: path.to_path_buf(),
             next: None,
@@ -163,6 +224,7 @@ impl Replayer {
     /// Read the next frame into `self.next` (`None` at the end, or after a
     /// cut, which `cut` then describes).
     fn advance(&mut self) -> Result<(), Error> {
+        self.next_pos = self.log.position();
         self.next = match self.log.next_frame() {
             Ok(f) => f,
             Err(LogError::Truncated { frame, offset }) => {
@@ -174,6 +236,41 @@ impl Replayer {
             Err(e) => return Err(read_error(&self.path, &e.to_string())),
         };
         Ok(())
+    }
+
+    /// Where this replay stands, for a snapshot taken now (between
+    /// service rounds, before the next frame is taken).
+    pub fn mark(&self) -> LogMark {
+        LogMark {
+            recording: self.id.clone(),
+            pos: self.next_pos,
+        }
+    }
+
+    /// Does `mark` belong to this recording?
+    pub fn is_recording(&self, mark: &LogMark) -> bool {
+        !self.id.is_empty() && mark.recording == self.id
+    }
+
+    /// Go on from `mark`, which a snapshot of this recording carried.
+    pub fn seek(&mut self, mark: &LogMark) -> Result<(), Error> {
+        if !self.is_recording(mark) {
+            return Err(Error::Replay(format!(
+                "{}: the snapshot was taken during another recording ({}; this log is {})",
+                self.path.display(),
+                mark.recording,
+                if self.id.is_empty() {
+                    "unnamed"
+                } else {
+                    &self.id
+                }
+            )));
+        }
+        self.log
+            .seek(mark.pos)
+            .map_err(|e| read_error(&self.path, &e.to_string()))?;
+        self.cut = None;
+        self.advance()
     }
 
     /// Log frames taken so far (the read-ahead one is not yet taken).

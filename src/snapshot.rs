@@ -29,6 +29,7 @@
 
 use crate::machine::Machine;
 use crate::pc::{timer, Pc};
+use crate::record_replay::{Journal, LogMark};
 use crate::status::Error;
 use cjemu_devices::debug_exit::{DebugExit, DebugExitState};
 use cjemu_devices::i8042::{I8042State, I8042};
@@ -52,7 +53,7 @@ use std::path::{Path, PathBuf};
 /// The first bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"CJEMUSNP";
 /// The format version this cjemu writes and reads.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Snapshot file names end in this.
 pub const EXTENSION: &str = "cjsnap";
 /// RAM is saved by pages of this size; all-zero pages are left out.
@@ -136,6 +137,9 @@ struct Body {
     /// `--snapshot-every` of the run that wrote it (stops there keep a
     /// loaded run on the same schedule of service rounds).
     stop_every: Option<u64>,
+    /// Taken while recording or replaying: the recording, and where its
+    /// replay goes on from here.
+    log: Option<LogMark>,
 }
 
 /// `--snapshot-every N` (`--snapshot-dir DIR`): stop at every multiple of
@@ -242,6 +246,11 @@ fn body_of(m: &Machine, ram: RamLayout) -> Body {
         timers: pc.timers.state(),
         serial_pending: m.serial_input.pending_bytes(),
         stop_every: m.snapshots.as_ref().map(|p| p.every),
+        log: match &m.journal {
+            Journal::Off => None,
+            Journal::Record(r) => Some(r.mark(m.engine.cpu().icount)),
+            Journal::Replay(r) => Some(r.mark()),
+        },
     };
     body
 }
@@ -325,6 +334,7 @@ fn decode_into(m: &mut Machine, bytes: &[u8]) -> Result<Loaded, Error> {
     let ram = unpack_ram(&body.ram, packed, m.engine.mem().ram_size())?;
     let cpu = CpuState::from_snapshot(&body.cpu).map_err(input)?;
     let devices = Devices::build(&body, &m.pc.borrow())?;
+    let seek = log_to_follow(m, &body)?;
     // Everything checked: put it in place.
     devices.install(&m.pc.borrow_mut());
     {
@@ -343,10 +353,33 @@ fn decode_into(m: &mut Machine, bytes: &[u8]) -> Result<Loaded, Error> {
     m.engine.config.exceptions_exit = false;
     m.serial_input.set_pending(&body.serial_pending);
     m.snapshot_loaded(body.cpu.icount);
+    if let (Journal::Replay(r), Some(mark)) = (&mut m.journal, seek) {
+        r.seek(&mark)?;
+    }
     Ok(Loaded {
         icount: body.cpu.icount,
         stop_every: body.stop_every,
     })
+}
+
+/// A replay goes on from a snapshot only if it was taken during that
+/// recording (or a replay of it): the log position it carries. Other
+/// journals ignore the position.
+fn log_to_follow(m: &Machine, body: &Body) -> Result<Option<LogMark>, Error> {
+    let Journal::Replay(r) = &m.journal else {
+        return Ok(None);
+    };
+    match &body.log {
+        Some(mark) if r.is_recording(mark) => Ok(Some(mark.clone())),
+        Some(mark) => Err(input(format!(
+            "taken during another recording ({}), not the one replayed",
+            mark.recording
+        ))),
+        None => Err(input(
+            "taken outside record/replay: a replay can only start from a snapshot taken \
+             during its recording",
+        )),
+    }
 }
 
 /// RAM from its section: the saved pages in place, zeros elsewhere.

@@ -322,3 +322,135 @@ fn attaching_pauses_a_running_guest_and_ctrl_c_stops_it_again() {
     let done = child.wait_with_output().unwrap();
     assert_eq!(done.status.code(), Some(0), "kill ends the run with 0");
 }
+
+/// `icount N` from the monitor's `info replay` answers gdb printed (on
+/// stderr in batch mode), in order.
+fn icounts(o: &Output) -> Vec<u64> {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter_map(|l| l.strip_prefix("icount ")?.trim().parse().ok())
+        .collect()
+}
+
+/// Reverse debugging in a replay of the echo guest (PIT interrupts at
+/// ~1 kHz): at the second hit of a breakpoint in the timer handler, step
+/// forward 10 times recording the PCs, `reverse-stepi` 10 times, which
+/// must visit them in reverse and end at the same instruction count;
+/// `reverse-continue` goes back to the first hit (its count, as seen going
+/// forward), once more to the start of the history ("No more
+/// reverse-execution history"), and the replay then runs forward to the
+/// recording's end: same status and the same serial output, shown once.
+/// Snapshots every 700 instructions make the travels start from several
+/// of them. Without a replay, reverse execution is not offered.
+#[test]
+fn reverse_stepi_and_reverse_continue_in_a_replay() {
+    let kernel = build_c("rr_ticks_echo");
+    let on_pit = symbol(&kernel, "on_pit");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gdb-reverse");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("rec.log");
+    let base = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cjemu"));
+        c.arg("-kernel")
+            .arg(&kernel)
+            .args(["-append", "ticks=40", "-rtc", "base=2020-01-01"]);
+        c
+    };
+    let rec = base().arg("--record").arg(&log).output().unwrap();
+    assert_eq!(rec.status.code(), Some(0x67), "{:?}", rec);
+
+    let port = free_port();
+    let child = base()
+        .arg("--replay")
+        .arg(&log)
+        .args(["--snapshot-every", "700", "--snapshot-dir"])
+        .arg(dir.join("snaps"))
+        .args(["-S", "-gdb", &format!("tcp::{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut cmds: Vec<String> = vec![
+        format!("break *{on_pit:#x}"),
+        "continue".into(),
+        "monitor info replay".into(),
+        "continue".into(),
+        "monitor info replay".into(),
+        "p/x $pc".into(),
+    ];
+    for _ in 0..10 {
+        cmds.push("stepi".into());
+        cmds.push("p/x $pc".into());
+    }
+    for _ in 0..10 {
+        cmds.push("reverse-stepi".into());
+        cmds.push("p/x $pc".into());
+    }
+    cmds.extend(
+        [
+            "monitor info replay",
+            "reverse-continue",
+            "p/x $pc",
+            "monitor info replay",
+            "reverse-continue",
+            "monitor info replay",
+            "delete",
+            "continue",
+        ]
+        .map(String::from),
+    );
+    let o = gdb(port, &cmds);
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr).into_owned();
+    let pcs = printed(&o);
+    assert_eq!(pcs.len(), 22, "{}", text(&o));
+    assert_eq!(pcs[0], on_pit, "{}", text(&o));
+    let forward = &pcs[0..11];
+    let back: Vec<u64> = pcs[11..21].iter().rev().copied().collect();
+    assert_eq!(
+        &back[..],
+        &forward[..10],
+        "reverse-stepi visits the PCs in reverse"
+    );
+    assert_eq!(pcs[21], on_pit, "reverse-continue stops at the breakpoint");
+    let counts = icounts(&o);
+    assert_eq!(counts.len(), 5, "{}", text(&o));
+    let (first_hit, second_hit) = (counts[0], counts[1]);
+    assert!(first_hit < second_hit);
+    assert_eq!(counts[2], second_hit, "10 steps forward, 10 back");
+    assert_eq!(counts[3], first_hit, "reverse-continue finds the first hit");
+    assert_eq!(counts[4], 0, "then the start of the history");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("No more reverse-execution history"),
+        "{}",
+        text(&o)
+    );
+    let code = format!("exited with code 0{:o}", rec.status.code().unwrap());
+    assert!(out.contains(&code), "{}", text(&o));
+    assert_eq!(done.status.code(), rec.status.code(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&done.stdout),
+        String::from_utf8_lossy(&rec.stdout),
+        "the serial output once, as recorded"
+    );
+
+    // Not replaying: gdb is not offered reverse execution.
+    let port = free_port();
+    let mut child = base()
+        .args(["-S", "-gdb", &format!("tcp::{port}")])
+        .args(["-serial", "null"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let o = gdb(port, &["reverse-stepi".into(), "kill".into()]);
+    let _ = child.wait();
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("does not support"),
+        "{}",
+        text(&o)
+    );
+}

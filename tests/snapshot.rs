@@ -262,8 +262,71 @@ fn snapshot_options_are_checked() {
         .unwrap();
     assert_refused(&o, "--serial-input with --loadvm");
     let o = cjemu()
-        .args(["--loadvm", "a.cjsnap", "--replay", "r.log"])
+        .args(["--loadvm", "a.cjsnap", "--record", "r.log"])
         .output()
         .unwrap();
-    assert_refused(&o, "--loadvm cannot be combined");
+    assert_refused(&o, "--loadvm cannot be combined with --record");
+}
+
+/// A replay can start from a snapshot taken during its recording (or
+/// during a replay of it): the snapshot carries the log position. The
+/// end is the full replay's; a snapshot from another recording, or from
+/// a run that recorded nothing, is refused.
+#[test]
+fn a_replay_starts_from_a_snapshot_taken_during_its_recording() {
+    let d = dir("replay-from");
+    let log = d.join("rec.log");
+    let rec = base("jit")
+        .arg("--serial-input")
+        .arg(input_file(&d))
+        .args(["--checkpoint-every", "3000", "--record"])
+        .arg(&log)
+        .args(["--snapshot-every", &EVERY.to_string(), "--snapshot-dir"])
+        .arg(&d)
+        .output()
+        .unwrap();
+    assert_eq!(rec.status.code(), Some(0x67), "{}", stderr(&rec));
+    let snaps = snapshots(&d);
+    assert!(snaps.len() >= 6, "{} snapshots", snaps.len());
+    let replay = |snap: Option<&Path>, accel: &str| {
+        let mut c = base(accel);
+        c.arg("--replay").arg(&log);
+        if let Some(s) = snap {
+            c.arg("--loadvm").arg(s);
+        }
+        c.output().unwrap()
+    };
+    let full = replay(None, "jit");
+    assert_eq!(stat(&full, "state-hash"), stat(&rec, "state-hash"));
+    // Early (during the input), middle, last: each replays the rest of the
+    // log, checkpoints included, to the recording's end.
+    for (n, snap) in [&snaps[0], &snaps[snaps.len() / 2], &snaps[snaps.len() - 1]] {
+        for accel in ["interp", "jit"] {
+            let o = replay(Some(snap.as_path()), accel);
+            assert_continues(&full, &o, &format!("replay from snap-{n} under {accel}"));
+        }
+    }
+    // A snapshot of a run that recorded nothing.
+    let plain = dir("replay-from-plain");
+    full_run(&plain, "jit");
+    let (_, foreign) = snapshots(&plain).remove(0);
+    assert_refused(
+        &replay(Some(foreign.as_path()), "jit"),
+        "only start from a snapshot taken during its recording",
+    );
+    // A snapshot of another recording of the same guest.
+    let other = dir("replay-from-other");
+    let rec2 = base("jit")
+        .args(["--record"])
+        .arg(other.join("other.log"))
+        .args(["--snapshot-every", &EVERY.to_string(), "--snapshot-dir"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert_eq!(rec2.status.code(), Some(0x67), "{}", stderr(&rec2));
+    let (_, foreign) = snapshots(&other).remove(0);
+    assert_refused(
+        &replay(Some(foreign.as_path()), "jit"),
+        "taken during another recording",
+    );
 }

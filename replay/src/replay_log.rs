@@ -28,8 +28,9 @@
 //! A run without input costs only its checkpoints (4 bytes per part).
 
 use crate::clock::{AdjustCause, ClockAdjust};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use thiserror::Error;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -346,6 +347,19 @@ fn decode_event(tag: u8, payload: &[u8], icount: u64) -> Result<Event, LogError>
     Ok(e)
 }
 
+/// A place between two frames of a log: where the next frame starts.
+/// Frames store their count as a delta and their checksum covers their
+/// index, so a reader needs all three to go on from here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPos {
+    /// Byte offset of the next frame.
+    pub offset: u64,
+    /// Index of the next frame.
+    pub frame: u64,
+    /// The count of the frame before it (0 before the first).
+    pub icount: u64,
+}
+
 /// Writes a log, one flushed frame at a time.
 pub struct LogWriter<W: Write> {
     out: W,
@@ -402,6 +416,15 @@ impl<W: Write> LogWriter<W> {
     /// Bytes written so far (header included).
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Where the next frame will go.
+    pub fn position(&self) -> LogPos {
+        LogPos {
+            offset: self.bytes,
+            frame: self.frames,
+            icount: self.last_icount,
+        }
     }
 
     /// The underlying writer.
@@ -509,6 +532,15 @@ impl<R: Read> LogReader<R> {
         self.frames
     }
 
+    /// Where the next frame starts.
+    pub fn position(&self) -> LogPos {
+        LogPos {
+            offset: self.offset,
+            frame: self.frames,
+            icount: self.last_icount,
+        }
+    }
+
     fn byte_or_eof(&mut self, raw: &mut Vec<u8>) -> Result<Option<u8>, LogError> {
         let mut b = [0u8; 1];
         loop {
@@ -548,6 +580,19 @@ impl<R: Read> LogReader<R> {
             offset: start,
         })?;
         self.offset += buf.len() as u64;
+        Ok(())
+    }
+}
+
+impl<R: Read + Seek> LogReader<R> {
+    /// Go on reading from `pos` (one this log's reader or writer gave).
+    /// A position that is not a frame start makes the next read fail its
+    /// checksum.
+    pub fn seek(&mut self, pos: LogPos) -> Result<(), LogError> {
+        self.input.seek(SeekFrom::Start(pos.offset))?;
+        self.offset = pos.offset;
+        self.frames = pos.frame;
+        self.last_icount = pos.icount;
         Ok(())
     }
 }
@@ -701,6 +746,36 @@ mod tests {
         let mut v = record();
         v[8] = 9;
         assert!(matches!(read_all(&v), Err(LogError::Version(9))));
+    }
+
+    #[test]
+    fn replay_log_seeks_back_to_a_position_of_the_writer_or_the_reader() {
+        let mut w = LogWriter::new(Vec::new(), &fp()).unwrap();
+        let all = frames();
+        let mut written = Vec::new();
+        for f in &all {
+            written.push(w.position());
+            w.write(f).unwrap();
+        }
+        let bytes = w.into_inner();
+        let (mut r, _) = LogReader::open(io::Cursor::new(bytes)).unwrap();
+        let mut read = Vec::new();
+        while {
+            read.push(r.position());
+            r.next_frame().unwrap().is_some()
+        } {}
+        assert_eq!(&read[..all.len()], &written[..], "both agree on positions");
+        for (i, pos) in written.iter().enumerate().rev() {
+            r.seek(*pos).unwrap();
+            assert_eq!(r.next_frame().unwrap().as_ref(), Some(&all[i]));
+        }
+        // Off a frame start: the checksum (which covers the index) says so.
+        r.seek(LogPos {
+            frame: written[2].frame + 1,
+            ..written[2]
+        })
+        .unwrap();
+        assert!(matches!(r.next_frame(), Err(LogError::Checksum { .. })));
     }
 
     #[test]
