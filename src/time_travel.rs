@@ -181,6 +181,7 @@ fn run_to(
     let mut scan = scan;
     let start = m.position();
     let end = loop {
+        note_progress(m);
         let p = m.position();
         if let Some((hits, inclusive)) = scan.as_mut() {
             if p != start && (p < to || (*inclusive && p == to)) {

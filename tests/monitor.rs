@@ -280,3 +280,80 @@ fn a_recording_ended_by_stop_at_replays_to_the_same_stop() {
     assert_eq!(stat(&rep, "state-hash"), stat(&rec, "state-hash"));
     assert_eq!(rep.stdout, rec.stdout);
 }
+
+/// `replay-seek` and `replay-break` in a replay of the echo guest: the
+/// machine reaches the same state at a count whether it got there going
+/// forward or back (from the snapshots kept in memory), a break stops
+/// exactly at its count, and the replay then runs on to the recording's
+/// end: every checkpoint matched, the same state hash, the serial output
+/// shown once. Outside a replay the commands are refused.
+#[test]
+fn replay_seek_goes_back_and_forth_and_replay_break_stops_ahead() {
+    let d = dir("seek");
+    let log = d.join("run.rr");
+    let rec = echo_guest(&d)
+        .arg("--record")
+        .arg(&log)
+        .args(["--checkpoint-every", "2000"])
+        .output()
+        .unwrap();
+    let total: u64 = stat(&rec, "icount").parse().unwrap();
+    let (a, b, c) = (2 * total / 3, total / 3 + 7, total / 2);
+    let sock = d.join("m.sock");
+    let mut cmd = echo_guest(&d);
+    cmd.arg("--replay")
+        .arg(&log)
+        .args(["-S", "--snapshot-every", "5000"])
+        .arg("-monitor")
+        .arg(format!("unix:{}", sock.display()));
+    let mut child = spawn(cmd);
+    let mut m = Client::connect(&sock, &mut child);
+    m.wait_paused().unwrap();
+    let mut seek = |m: &mut Client, to: u64| {
+        assert_eq!(m.cmd(&format!("replay-seek {to}")).as_deref(), Some(""));
+        m.wait_paused().unwrap();
+        let info = m.cmd("info replay").unwrap();
+        assert_eq!(number_after(&info, "icount "), to, "{info}");
+        m.cmd("info registers").unwrap()
+    };
+    let at_a = seek(&mut m, a);
+    let at_b = seek(&mut m, b);
+    assert_ne!(at_a, at_b);
+    assert_eq!(seek(&mut m, a), at_a, "forward again from b");
+    assert_eq!(seek(&mut m, b), at_b, "back again from a");
+    let info = m.cmd("info replay").unwrap();
+    assert!(info.contains("snapshot(s) in memory"), "{info}");
+    assert!(
+        m.cmd(&format!("replay-break {}", b - 1))
+            .unwrap()
+            .contains("not ahead"),
+        "a break behind is refused"
+    );
+    assert_eq!(m.cmd(&format!("replay-break {c}")).as_deref(), Some(""));
+    assert_eq!(m.cmd("cont").as_deref(), Some(""));
+    m.wait_paused().unwrap();
+    let info = m.cmd("info replay").unwrap();
+    assert_eq!(number_after(&info, "icount "), c, "{info}");
+    m.cmd("cont");
+    drop(m);
+    let o = child.wait_with_output().unwrap();
+    let what = stderr(&o);
+    assert_eq!(o.status.code(), rec.status.code(), "{what}");
+    assert!(!what.contains("diverged"), "{what}");
+    assert_eq!(stat(&o, "icount"), stat(&rec, "icount"), "{what}");
+    assert_eq!(stat(&o, "state-hash"), stat(&rec, "state-hash"), "{what}");
+    assert_eq!(o.stdout, rec.stdout, "the serial output once");
+
+    // Not a replay: refused.
+    let sock = d.join("plain.sock");
+    let mut cmd = echo_guest(&d);
+    cmd.args(["-S", "-monitor"])
+        .arg(format!("unix:{}", sock.display()));
+    let mut child = spawn(cmd);
+    let mut m = Client::connect(&sock, &mut child);
+    m.wait_paused().unwrap();
+    assert!(m.cmd("replay-seek 10").unwrap().contains("not replaying"));
+    assert!(m.cmd("replay-break 10").unwrap().contains("not replaying"));
+    m.cmd("quit");
+    let _ = child.wait_with_output();
+}
