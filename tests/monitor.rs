@@ -309,7 +309,7 @@ fn replay_seek_goes_back_and_forth_and_replay_break_stops_ahead() {
     let mut child = spawn(cmd);
     let mut m = Client::connect(&sock, &mut child);
     m.wait_paused().unwrap();
-    let mut seek = |m: &mut Client, to: u64| {
+    let seek = |m: &mut Client, to: u64| {
         assert_eq!(m.cmd(&format!("replay-seek {to}")).as_deref(), Some(""));
         m.wait_paused().unwrap();
         let info = m.cmd("info replay").unwrap();
