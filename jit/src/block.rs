@@ -87,12 +87,15 @@ pub struct Block {
     /// where the last budget slice ended (see `Engine::run`).
     pub cut_entries: std::cell::Cell<u64>,
     /// The JIT's translation, once the engine has tried to compile the
-    /// block or compiled it as a member of another block's region: `Some`
-    /// compiled (entered at member `member` of `region`; 0 for the region's
-    /// own head), `None` compilation failed (not retried). The members of a
-    /// region all come from one physical page, so a code write there drops
-    /// every block holding the region, and with the last of them the code.
+    /// block as a region head: `Some` compiled (member 0 of its region),
+    /// `None` compilation failed (not retried). It is dropped with the
+    /// block (a code write drops both).
     pub compiled: std::cell::OnceCell<Option<RegionEntry>>,
+    /// The newest region holding the block as a member other than its
+    /// head, where the engine enters it (before its own region, if any). The members of a region all
+    /// come from one physical page, so a code write there drops every
+    /// block holding the region, and with the last of them the code.
+    pub member: std::cell::RefCell<Option<RegionEntry>>,
     /// The blocks that last ran after this one, [0] at a jump target, [1]
     /// at the fall-through RIP: a cache in front of [`BlockCache::get`],
     /// see [`BlockCache::get_linked`].
@@ -738,6 +741,7 @@ fn decode_block(cx: &mut Interp, key: BlockKey, lin: u64, phys: u64) -> Result<B
         exec_count: std::cell::Cell::new(0),
         cut_entries: std::cell::Cell::new(0),
         compiled: std::cell::OnceCell::new(),
+        member: std::cell::RefCell::new(None),
         succ: Default::default(),
         fallthrough,
         indirect_end,

@@ -243,7 +243,7 @@ impl Engine {
     /// entered `threshold` times before this entry: as the entry of a
     /// region (see `BlockCache::region`), or alone when the region does not
     /// compile. The region's other members are entered there from then on
-    /// (`Block::compiled`). `None`: interpret it.
+    /// (`Block::member`). `None`: interpret it.
     fn compiled<'b>(&mut self, block: &'b Rc<Block>, threshold: u64) -> Option<&'b RegionEntry> {
         if let Some(c) = block.compiled.get() {
             return c.as_ref();
@@ -312,12 +312,15 @@ impl Engine {
             // in compiled code instead of growing yet another copy). Only
             // when the head lies on one page: then every member shares its
             // page, and a write there drops them all.
+            // The newest region wins, even over a member's own region: it
+            // was formed when more of the code had run, so it holds more of
+            // the loop around each member.
             if block.pages[1] == u64::MAX {
                 for (k, m) in members.iter().enumerate().skip(1) {
-                    let _ = m.compiled.set(Some(RegionEntry {
+                    *m.member.borrow_mut() = Some(RegionEntry {
                         region: c.clone(),
                         member: k,
-                    }));
+                    });
                 }
             }
         }
@@ -447,12 +450,13 @@ impl Engine {
             }
             if let Accel::Jit { threshold } = self.config.accel {
                 // Already compiled: the common case, without the call.
-                let c = match block.compiled.get() {
-                    Some(c) => c.as_ref(),
-                    None => self.compiled(block, threshold),
+                let member = block.member.borrow().clone();
+                let c = match member {
+                    Some(m) => Some(m),
+                    None => self.compiled(block, threshold).cloned(),
                 };
                 if let Some(c) = c {
-                    match self.run_compiled(c, &mut link) {
+                    match self.run_compiled(&c, &mut link) {
                         Ok(Some(exit)) => return exit,
                         Ok(None) => continue,
                         Err(()) => {} // the budget ends inside: interpret
