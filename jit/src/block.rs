@@ -83,10 +83,19 @@ pub struct Block {
     pub insns: Vec<Insn>,
     /// How many times the block has been entered.
     pub exec_count: std::cell::Cell<u64>,
+    /// How many of those entries resumed in the middle of another block,
+    /// where the last budget slice ended (see `Engine::run`).
+    pub cut_entries: std::cell::Cell<u64>,
     /// The JIT's translation, once the engine has tried to compile the
-    /// block: `Some` compiled, `None` compilation failed (not retried). It
-    /// is dropped with the block (a code write drops both).
-    pub compiled: std::cell::OnceCell<Option<crate::cranelift::CompiledBlock>>,
+    /// block as a region head: `Some` compiled (member 0 of its region),
+    /// `None` compilation failed (not retried). It is dropped with the
+    /// block (a code write drops both).
+    pub compiled: std::cell::OnceCell<Option<RegionEntry>>,
+    /// The newest region holding the block as a member other than its
+    /// head, where the engine enters it (before its own region, if any). The members of a region all
+    /// come from one physical page, so a code write there drops every
+    /// block holding the region, and with the last of them the code.
+    pub member: std::cell::RefCell<Option<RegionEntry>>,
     /// The blocks that last ran after this one, [0] at a jump target, [1]
     /// at the fall-through RIP: a cache in front of [`BlockCache::get`],
     /// see [`BlockCache::get_linked`].
@@ -99,6 +108,13 @@ pub struct Block {
     /// (the engine marks it): a region whose member jumps indirectly takes
     /// it in and compares the computed target with it.
     indirect_target: std::cell::Cell<bool>,
+}
+
+/// Where a block is entered in compiled code: member `member` of `region`.
+#[derive(Clone)]
+pub struct RegionEntry {
+    pub region: Rc<crate::cranelift::CompiledBlock>,
+    pub member: usize,
 }
 
 /// A remembered successor. It stands for "`BlockCache::get` returns
@@ -723,7 +739,9 @@ fn decode_block(cx: &mut Interp, key: BlockKey, lin: u64, phys: u64) -> Result<B
         pages,
         insns,
         exec_count: std::cell::Cell::new(0),
+        cut_entries: std::cell::Cell::new(0),
         compiled: std::cell::OnceCell::new(),
+        member: std::cell::RefCell::new(None),
         succ: Default::default(),
         fallthrough,
         indirect_end,

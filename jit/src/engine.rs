@@ -5,7 +5,7 @@
 //! needs the machine's attention. Interrupts and exceptions are taken only
 //! between instructions at block boundaries.
 
-use crate::block::{Block, BlockCache};
+use crate::block::{Block, BlockCache, RegionEntry};
 use crate::cpuid::Features;
 use crate::cranelift::{CompiledBlock, Jit, JitExit};
 use crate::emit::Stop;
@@ -120,6 +120,9 @@ pub struct EngineStats {
     pub compile_ns_max: u64,
     /// Entries into compiled code.
     pub compiled_runs: u64,
+    /// Those of them at a member block of a region other than its first
+    /// (a block compiled into another block's region).
+    pub member_entries: u64,
     /// Instructions retired by compiled code (the rest of `icount` was
     /// interpreted): the share of guest work each tier did.
     pub compiled_insns: u64,
@@ -135,6 +138,9 @@ pub struct Engine {
     pub config: EngineConfig,
     /// Counters.
     pub stats: EngineStats,
+    /// RIP where the last run ended inside an interpreted block (the
+    /// budget ran out there): the next run starts a block mid-way.
+    cut_at: Option<u64>,
 }
 
 impl Engine {
@@ -153,6 +159,7 @@ impl Engine {
             jit: None,
             config: EngineConfig::default(),
             stats: EngineStats::default(),
+            cut_at: None,
         }
     }
 
@@ -235,8 +242,9 @@ impl Engine {
     /// The compiled form of `block`, compiling it now if it has been
     /// entered `threshold` times before this entry: as the entry of a
     /// region (see `BlockCache::region`), or alone when the region does not
-    /// compile. `None`: interpret it.
-    fn compiled<'b>(&mut self, block: &'b Rc<Block>, threshold: u64) -> Option<&'b CompiledBlock> {
+    /// compile. The region's other members are entered there from then on
+    /// (`Block::member`). `None`: interpret it.
+    fn compiled<'b>(&mut self, block: &'b Rc<Block>, threshold: u64) -> Option<&'b RegionEntry> {
         if let Some(c) = block.compiled.get() {
             return c.as_ref();
         }
@@ -250,6 +258,12 @@ impl Engine {
             threshold
         };
         if block.exec_count.get() <= threshold {
+            return None;
+        }
+        // A block only ever entered where a budget slice cut another one
+        // runs once per such slice at most: compiling it (and a region
+        // copying the code around it) costs more than it can save.
+        if threshold > 0 && block.cut_entries.get() == block.exec_count.get() {
             return None;
         }
         let t0 = Instant::now();
@@ -291,7 +305,29 @@ impl Engine {
             }
             None => self.stats.compile_failures += 1,
         }
-        block.compiled.get_or_init(|| r).as_ref()
+        let r = r.map(Rc::new);
+        if let Some(c) = r.as_ref().filter(|c| c.blocks == members.len()) {
+            // Members not compiled yet are entered in this region from now
+            // on (a side exit of another region, or a slice start, lands
+            // in compiled code instead of growing yet another copy). Only
+            // when the head lies on one page: then every member shares its
+            // page, and a write there drops them all.
+            // The newest region wins, even over a member's own region: it
+            // was formed when more of the code had run, so it holds more of
+            // the loop around each member.
+            if block.pages[1] == u64::MAX {
+                for (k, m) in members.iter().enumerate().skip(1) {
+                    *m.member.borrow_mut() = Some(RegionEntry {
+                        region: c.clone(),
+                        member: k,
+                    });
+                }
+            }
+        }
+        block
+            .compiled
+            .get_or_init(|| r.map(|region| RegionEntry { region, member: 0 }))
+            .as_ref()
     }
 
     /// After a block (or instruction) retired with `exit_req` set, or a
@@ -322,19 +358,20 @@ impl Engine {
     /// entered, the interpreter runs it.
     fn run_compiled(
         &mut self,
-        c: &CompiledBlock,
-        link: &mut Option<usize>,
+        e: &RegionEntry,
+        link: &mut Option<(Rc<CompiledBlock>, usize)>,
     ) -> Result<Option<Exit>, ()> {
         let before = self.cx.cpu.icount;
-        let (exit, l) = c.run_linked(&mut self.cx);
+        let (exit, l) = e.region.run_member(&mut self.cx, e.member);
         if exit != JitExit::NotEntered {
             self.stats.compiled_runs += 1;
+            self.stats.member_entries += (e.member > 0) as u64;
             self.stats.compiled_insns += self.cx.cpu.icount.wrapping_sub(before);
         }
         match exit {
             JitExit::NotEntered => Err(()),
             JitExit::Completed => {
-                *link = l;
+                *link = l.map(|k| (e.region.clone(), k));
                 if self.cx.cpu.exit_req != 0 {
                     return Ok(self.leave_block());
                 }
@@ -355,9 +392,10 @@ impl Engine {
         // The block that ran last: its successor links save most of the
         // lookup (`BlockCache::get_linked` returns what `get` would).
         let mut prev: Option<Rc<Block>> = None;
-        // The exit site of `prev`'s compiled region that was left, if any:
-        // its own successor link stands in for `prev`'s.
-        let mut link: Option<usize> = None;
+        // The compiled region that ran `prev` and the exit site it left
+        // by, if any: that site's own successor link stands in for `prev`'s.
+        let mut link: Option<(Rc<CompiledBlock>, usize)> = None;
+        let mut cut = self.cut_at.take() == Some(self.cx.cpu.rip);
         loop {
             // Between blocks: the only place an external interrupt is taken.
             let mut one_insn = false;
@@ -374,16 +412,15 @@ impl Engine {
             }
             // Did the last block end in an indirect near JMP/CALL? (A hint
             // for region formation: see `Block::mark_indirect_target`.)
-            let after_indirect = prev.as_ref().is_some_and(|p| match link {
-                Some(k) => site_is_indirect(p, k),
-                None => p.ends_in_indirect_branch(),
-            });
-            let got = match &prev {
-                Some(p) => match link.take().and_then(|k| region_link(p, k)) {
-                    Some(cell) => self.blocks.get_via(&mut self.cx, cell),
-                    None => self.blocks.get_linked(&mut self.cx, p),
-                },
-                None => self.blocks.get(&mut self.cx),
+            let after_indirect = match &link {
+                Some((c, k)) => c.site_indirect.get(*k).is_some_and(|&b| b),
+                None => prev.as_ref().is_some_and(|p| p.ends_in_indirect_branch()),
+            };
+            let site = link.take();
+            let got = match (&prev, site.as_ref().and_then(|(c, k)| c.links.get(*k))) {
+                (_, Some(cell)) => self.blocks.get_via(&mut self.cx, cell),
+                (Some(p), None) => self.blocks.get_linked(&mut self.cx, p),
+                (None, None) => self.blocks.get(&mut self.cx),
             };
             let block: &Rc<Block> = match got {
                 Ok(b) => prev.insert(b),
@@ -397,6 +434,9 @@ impl Engine {
                 block.mark_indirect_target();
             }
             block.exec_count.set(block.exec_count.get() + 1);
+            if std::mem::take(&mut cut) {
+                block.cut_entries.set(block.cut_entries.get() + 1);
+            }
             // The STI / MOV SS shadow covers one instruction: the one after
             // the instruction that set it, which always starts a block (those
             // instructions end theirs). It is cleared as that instruction
@@ -410,12 +450,13 @@ impl Engine {
             }
             if let Accel::Jit { threshold } = self.config.accel {
                 // Already compiled: the common case, without the call.
-                let c = match block.compiled.get() {
-                    Some(c) => c.as_ref(),
-                    None => self.compiled(block, threshold),
+                let member = block.member.borrow().clone();
+                let c = match member {
+                    Some(m) => Some(m),
+                    None => self.compiled(block, threshold).cloned(),
                 };
                 if let Some(c) = c {
-                    match self.run_compiled(c, &mut link) {
+                    match self.run_compiled(&c, &mut link) {
                         Ok(Some(exit)) => return exit,
                         Ok(None) => continue,
                         Err(()) => {} // the budget ends inside: interpret
@@ -426,6 +467,8 @@ impl Engine {
             let whole_block = self.cx.cpu.budget >= block.insns.len() as u64;
             for insn in &block.insns {
                 if self.cx.cpu.budget == 0 {
+                    // Mid-block: the loop top returns before a block starts.
+                    self.cut_at = Some(self.cx.cpu.rip);
                     return Exit::BudgetExhausted;
                 }
                 match self.cx.step(insn, bitness, whole_block) {
@@ -513,20 +556,4 @@ impl Engine {
     pub fn jit_stats(&self) -> Option<crate::cranelift::JitStats> {
         self.jit.as_ref()?.as_ref().map(|j| j.stats)
     }
-}
-
-/// Is exit site `k` of the region compiled for `block` the exit of an
-/// indirect near JMP/CALL?
-fn site_is_indirect(block: &Block, k: usize) -> bool {
-    block
-        .compiled
-        .get()
-        .and_then(|c| c.as_ref())
-        .and_then(|c| c.site_indirect.get(k))
-        .is_some_and(|&b| b)
-}
-
-/// Successor link `k` of the region compiled for `block`.
-fn region_link(block: &Block, k: usize) -> Option<&std::cell::Cell<crate::block::Link>> {
-    block.compiled.get()?.as_ref()?.links.get(k)
 }

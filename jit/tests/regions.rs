@@ -688,3 +688,132 @@ fn indirect_jumps_budget_slices_match() {
         }
     }
 }
+
+/// A loop of two blocks (`top`, `mid`) that becomes one region, entered
+/// afterwards at `mid` through an indirect jump from code outside it
+/// (compiled after the region, so not in it). With `patch`, that outside
+/// code rewrites the immediate of `top`'s ADD on turn 10, while the region
+/// holding `top` is alive and entered at its interior block `mid`.
+fn member_entry_guest(patch: bool) -> Vec<u8> {
+    assemble(|a| {
+        let mut top = a.create_label();
+        let mut mid = a.create_label();
+        let mut skip = a.create_label();
+        let mut done = a.create_label();
+        a.mov(ecx, 30u32)?;
+        a.xor(eax, eax)?;
+        a.lea(rbx, ptr(mid))?;
+        a.lea(rdi, ptr(top))?;
+        a.mov(r11d, 20u32)?;
+        a.jmp(top)?; // `top` starts a block: the loop's region is headed there
+        a.set_label(&mut top)?;
+        a.add(rax, 7)?; // 48 83 c0 07: the immediate is byte 3
+        a.jmp(mid)?;
+        a.set_label(&mut mid)?;
+        a.imul_3(rax, rax, 3)?;
+        a.xor(rax, rcx)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.dec(r11d)?;
+        a.jz(done)?;
+        a.mov(ecx, 5u32)?;
+        if patch {
+            a.cmp(r11d, 10)?;
+            a.jne(skip)?;
+            a.mov(byte_ptr(rdi + 3), 9)?;
+        }
+        a.set_label(&mut skip)?;
+        a.jmp(rbx)?;
+        a.set_label(&mut done)?;
+        a.hlt()
+    })
+}
+
+/// A block compiled into an earlier region is entered there (not made the
+/// head of a region copying it), with the interpreter's result.
+#[test]
+fn a_region_is_entered_at_an_interior_block() {
+    for patch in [false, true] {
+        let code = member_entry_guest(patch);
+        let mut reference = engine(&code, Accel::Interp);
+        assert_eq!(reference.run(1 << 20), Exit::Halted);
+        let want = outcome(&reference);
+        for accel in &TIERS[1..] {
+            let mut e = engine(&code, *accel);
+            assert_eq!(e.run(1 << 20), Exit::Halted);
+            assert!(
+                outcome(&e) == want,
+                "{accel:?} patch {patch}: result differs"
+            );
+            assert_eq!(e.stats.compile_failures, 0);
+            if *accel != (Accel::Jit { threshold: 0 }) {
+                // 19 turns enter `mid` from outside; after the patch the
+                // region is rebuilt and entered at `mid` again.
+                assert!(
+                    e.stats.member_entries >= 10,
+                    "{accel:?} patch {patch}: {} member entries",
+                    e.stats.member_entries
+                );
+            }
+        }
+    }
+}
+
+/// The same guests sliced at every budget from 1 to 200: each slice ends
+/// exactly at its budget, entries at members included (a member's budget
+/// check refuses an entry the budget does not cover), and the end state is
+/// the unsliced interpreter's, code write included.
+#[test]
+fn member_entries_budget_slices_match() {
+    for patch in [false, true] {
+        let code = member_entry_guest(patch);
+        let mut reference = engine(&code, Accel::Interp);
+        assert_eq!(reference.run(1 << 20), Exit::Halted);
+        let want = outcome(&reference);
+        for threshold in [1, 2] {
+            let accel = Accel::Jit { threshold };
+            let mut members = 0;
+            for budget in 1..=200u64 {
+                let mut e = engine(&code, accel);
+                loop {
+                    let before = e.cpu().icount;
+                    match e.run(budget) {
+                        Exit::BudgetExhausted => {
+                            assert_eq!(e.cpu().icount - before, budget, "{accel:?} budget {budget}")
+                        }
+                        Exit::Halted => break,
+                        x => panic!("{accel:?} budget {budget}: unexpected exit {x:?}"),
+                    }
+                }
+                assert!(
+                    outcome(&e) == want,
+                    "{accel:?} patch {patch} budget {budget}: differs"
+                );
+                members += e.stats.member_entries;
+            }
+            assert!(members > 0, "{accel:?} patch {patch}: no member entry");
+        }
+    }
+}
+
+/// Where a budget slice ends inside a block, the next slice starts a block
+/// there; one entered only that way is interpreted, not compiled (nor made
+/// the head of a region): with a budget cutting the loop at changing
+/// places, the regions compiled are those of an unsliced run, give or take
+/// one, and the result is the same.
+#[test]
+fn slice_cut_blocks_are_not_region_heads() {
+    let code = member_entry_guest(false);
+    let accel = Accel::Jit { threshold: 2 };
+    let mut unsliced = engine(&code, accel);
+    assert_eq!(unsliced.run(1 << 20), Exit::Halted);
+    let mut e = engine(&code, accel);
+    while e.run(7) != Exit::Halted {}
+    assert!(outcome(&e) == outcome(&unsliced));
+    assert!(
+        e.stats.blocks_compiled <= unsliced.stats.blocks_compiled + 1,
+        "{} regions sliced, {} unsliced",
+        e.stats.blocks_compiled,
+        unsliced.stats.blocks_compiled
+    );
+}

@@ -136,8 +136,10 @@ impl SemSource for StandardSemantics {
     }
 }
 
-/// The machine code of a compiled block.
-type BlockFn = unsafe extern "C" fn(*mut CpuState, *mut JitCtx) -> u64;
+/// The machine code of a compiled region: `entry` 0 enters at its first
+/// block (the code checks and charges the budget); `k > 0` at member block
+/// k, whose budget the caller has checked and charged.
+type BlockFn = unsafe extern "C" fn(*mut CpuState, *mut JitCtx, u64) -> u64;
 
 /// A region compiled to host code: one block, or a block and the blocks it
 /// reaches by direct branches on the same page (loops), one Cranelift
@@ -155,6 +157,9 @@ pub struct CompiledBlock {
     pub(crate) site_indirect: Box<[bool]>,
     /// Blocks of the region.
     pub blocks: usize,
+    /// Instructions of each member block, by member index: the count
+    /// charged when the region is entered at that member.
+    member_insns: Box<[u32]>,
     /// Exceptions the code raises by status `STATIC_FAULT + i`.
     statics: Vec<Exception>,
     /// The instructions the code runs through the interpreter, by the index
@@ -181,7 +186,15 @@ impl CompiledBlock {
     /// [`CompiledBlock::run`], also returning the exit site (the index of
     /// its successor link) when the region completed at one.
     pub fn run_linked(&self, cx: &mut Interp) -> (JitExit, Option<usize>) {
-        let (st, fault) = self.call(cx);
+        self.run_member(cx, 0)
+    }
+
+    /// [`CompiledBlock::run_linked`], entered at member block `k` of the
+    /// region (its RIP must be that block's start): exactly as if the
+    /// region's code had reached that block by one of its own edges, with
+    /// the budget check of that block (`NotEntered` when it is short).
+    pub fn run_member(&self, cx: &mut Interp, k: usize) -> (JitExit, Option<usize>) {
+        let (st, fault) = self.call(cx, k);
         if st >= status::LINK {
             return (JitExit::Completed, Some((st - status::LINK) as usize));
         }
@@ -189,9 +202,23 @@ impl CompiledBlock {
     }
 
     /// Enter the code; its status and the fault a helper reported.
-    fn call(&self, cx: &mut Interp) -> (u64, Option<Exception>) {
+    fn call(&self, cx: &mut Interp, k: usize) -> (u64, Option<Exception>) {
         if self.bitness != 64 && stack_bits(&cx.cpu) != self.stack_bits {
             return (status::NOT_ENTERED, None);
+        }
+        if k > 0 {
+            // A member entry: its budget check is done here (the code's own
+            // entry check is the first block's).
+            let Some(&n) = self.member_insns.get(k) else {
+                log::error!("region entered at member {k} of {}", self.blocks);
+                return (status::NOT_ENTERED, None);
+            };
+            let n = u64::from(n);
+            if cx.cpu.budget < n {
+                return (status::NOT_ENTERED, None);
+            }
+            cx.cpu.budget -= n;
+            cx.cpu.icount += n;
         }
         let interp: *mut Interp = cx;
         let mut rc = JitCtx {
@@ -211,7 +238,7 @@ impl CompiledBlock {
         // costs a store-forwarding stall on every block).
         let st = unsafe {
             let cpu: *mut CpuState = &mut *(*interp).cpu;
-            (self.func)(cpu, &mut rc)
+            (self.func)(cpu, &mut rc, k as u64)
         };
         if st == status::PANIC {
             if let Some(p) = rc.panic.take() {
@@ -396,7 +423,7 @@ impl Jit {
             s
         };
         Ok(Jit {
-            sig_block: sig(2),
+            sig_block: sig(3),
             sig_load: sig(4),
             sig_store: sig(5),
             sig_cond: sig(2),
@@ -519,6 +546,7 @@ impl Jit {
             links: (0..built.links).map(|_| Default::default()).collect(),
             site_indirect: built.site_indirect.into(),
             blocks: blocks.len(),
+            member_insns: blocks.iter().map(|b| b.insns.len() as u32).collect(),
             statics: built.statics,
             helper_insns: built.helpers.len(),
             helpers: built.helpers,
@@ -626,18 +654,36 @@ fn always_ud(i: &Instruction) -> bool {
     i.is_invalid() || semantics::bad_lock(i) || i.mnemonic() == Mnemonic::Ud2
 }
 
-/// The entry check: leave with `NOT_ENTERED` unless the budget covers the
-/// whole block; then take the block's count off the budget and add it to
+/// The function's parameters: `cpu`, `ctx` and the entry member index.
+struct Params {
+    cpu: cranelift_codegen::ir::Value,
+    ctx: cranelift_codegen::ir::Value,
+    /// With member entries: the block that entries at members `k > 0` go
+    /// to (the member index is still to be dispatched on).
+    members: Option<(cranelift_codegen::ir::Block, cranelift_codegen::ir::Value)>,
+}
+
+/// The function entry. With `members`, an entry index other than 0 goes
+/// to a block of its own (`Params::members`). Entry 0 gets the entry
+/// check: leave with `NOT_ENTERED` unless the budget covers the whole
+/// first block; then take the block's count off the budget and add it to
 /// `icount` once.
-fn emit_entry(
-    b: &mut FunctionBuilder,
-    n: usize,
-) -> (cranelift_codegen::ir::Value, cranelift_codegen::ir::Value) {
+fn emit_entry(b: &mut FunctionBuilder, n: usize, members: bool) -> Params {
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
     b.seal_block(entry);
-    let (cpu, ctx) = (b.block_params(entry)[0], b.block_params(entry)[1]);
+    let p = b.block_params(entry);
+    let (cpu, ctx, idx) = (p[0], p[1], p[2]);
+    let members = members.then(|| {
+        let head = b.create_block();
+        let member = b.create_block();
+        b.ins().brif(idx, member, &[], head, &[]);
+        b.seal_block(head);
+        b.seal_block(member);
+        b.switch_to_block(head);
+        (member, idx)
+    });
     let fl = MemFlagsData::trusted();
     let budget_off = offset_of_field(Field::Budget) as i32;
     let icount_off = offset_of_field(Field::Icount) as i32;
@@ -660,7 +706,7 @@ fn emit_entry(
     let icount = b.ins().load(I64, fl, cpu, icount_off);
     let icount = b.ins().iadd_imm_s(icount, n as i64);
     b.ins().store(fl, icount, cpu, icount_off);
-    (cpu, ctx)
+    Params { cpu, ctx, members }
 }
 
 /// What building a region's IR produces.
@@ -707,12 +753,14 @@ fn emit_region<S: SemSource>(
     stack_bits: u32,
     guess: Option<CcOp>,
 ) -> Result<Built, JitError> {
-    let (cpu, ctx) = emit_entry(b, blocks[0].insns.len());
-    let bits = blocks[0].key.bitness;
     let multi = blocks.len() > 1;
+    let Params { cpu, ctx, members } = emit_entry(b, blocks[0].insns.len(), multi);
+    let bits = blocks[0].key.bitness;
     // Each block's entry for edges (budget check, then its body).
     let entries: Vec<_> = blocks.iter().map(|_| b.create_block()).collect();
-    let head_body = b.create_block();
+    // Each member's body (also where an entry at that member goes).
+    let bodies: Vec<_> = blocks.iter().map(|_| b.create_block()).collect();
+    let head_body = bodies[0];
     let index: std::collections::HashMap<u64, usize> = blocks
         .iter()
         .enumerate()
@@ -745,6 +793,18 @@ fn emit_region<S: SemSource>(
     let dynamic_cc = multi || (guess.is_some() && reads_flags_first(blocks[0]));
     e.preload(dynamic_cc);
     e.b.ins().jump(head_body, &[]);
+    if let Some((member, idx)) = members {
+        // Entered at member k > 0 (budget charged by the caller): the state
+        // of a member entry, then that member's body.
+        e.b.switch_to_block(member);
+        e.preload(true);
+        let mut sw = cranelift_frontend::Switch::new();
+        for (k, &body) in bodies.iter().enumerate().skip(1) {
+            sw.set_entry(k as u128, body);
+        }
+        // The caller passes a valid index; any other is the last member.
+        sw.emit(e.b, idx, bodies[bodies.len() - 1]);
+    }
     let mut helpers = Vec::new();
     let mut head_reached = false;
     for (k, block) in blocks.iter().enumerate() {
@@ -755,6 +815,8 @@ fn emit_region<S: SemSource>(
             e.b.switch_to_block(entries[k]);
             e.set_entry_state(true, guesses[k]);
             e.member_budget_check(n, block.key.rip);
+            e.b.ins().jump(bodies[k], &[]);
+            e.b.switch_to_block(bodies[k]);
         }
         e.set_entry_state(dynamic_cc, guesses[k]);
         let ips = block
