@@ -381,6 +381,22 @@ pub trait Emitter: Ops + Sized {
     /// Raise `ex` when `c` is non-zero (nothing of the instruction is done).
     fn raise_if(&mut self, c: Self::V, ex: Exception) -> SemResult;
 
+    /// One 64-bit half (`high`: bits 127:64) of XMM register `n` (0–15).
+    fn xmm(&mut self, n: usize, high: bool) -> Self::V;
+    /// Replace one 64-bit half of XMM register `n`.
+    fn set_xmm(&mut self, n: usize, high: bool, v: Self::V);
+    /// CR0 (the SSE availability check reads EM and TS: CLTS can clear TS
+    /// between two instructions of a block).
+    fn cr0(&mut self) -> Self::V;
+    /// CR4 (OSFXSR for the SSE availability check).
+    fn cr4(&mut self) -> Self::V;
+    /// Make sure the `len` bytes (at most a page) at `lin` can all be
+    /// written before a multi-part store writes any of them: when the range
+    /// crosses into the next page both pages are checked (a #PF reports the
+    /// first byte of the page that failed); a range inside one page needs
+    /// no check (its first part faults before anything lands).
+    fn probe_write(&mut self, lin: Self::V, len: u64) -> SemResult;
+
     /// Code size of the block being executed or compiled: 16, 32 or 64.
     fn bitness(&self) -> u32;
     /// Stack-pointer width: 64 in 64-bit mode, else 32 or 16 by SS.B.

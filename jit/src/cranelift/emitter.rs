@@ -30,7 +30,7 @@ use crate::emit::{Emitter, Ops, SemResult, Stop, Width};
 use crate::exception::Exception;
 use crate::flags::{self, CcOp, Cond, FlagSet, Lazy, RFLAGS_FIXED, RFLAGS_WRITABLE};
 use crate::interp::mask_ip;
-use crate::state::{offset_of_field, Field, Gpr, Seg};
+use crate::state::{offset_of_field, CpuState, Field, Gpr, Seg};
 use cranelift_codegen::ir::condcodes::{CondCode, IntCC};
 use cranelift_codegen::ir::types::{I16, I32, I64, I8};
 use cranelift_codegen::ir::{
@@ -38,6 +38,12 @@ use cranelift_codegen::ir::{
     ValueDef,
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
+
+/// Byte offset of one 64-bit half of `CpuState::xmm[n]` (little-endian:
+/// the low half first).
+fn xmm_offset(n: usize, high: bool) -> i32 {
+    (core::mem::offset_of!(CpuState, xmm) + 16 * (n & 15) + 8 * high as usize) as i32
+}
 
 /// Slots 0–15 are RAX…R15; this one is the raw RFLAGS word.
 const RFLAGS_SLOT: usize = 16;
@@ -1131,6 +1137,37 @@ impl Emitter for ClifEmitter<'_, '_> {
         let st = self.static_status(ex);
         self.branch_to_exit(c, self.idx, st);
         Ok(())
+    }
+
+    fn xmm(&mut self, n: usize, high: bool) -> Value {
+        let off = xmm_offset(n, high);
+        self.b.ins().load(I64, state_flags(), self.cpu, off)
+    }
+
+    fn set_xmm(&mut self, n: usize, high: bool, v: Value) {
+        let off = xmm_offset(n, high);
+        self.b.ins().store(state_flags(), v, self.cpu, off);
+    }
+
+    fn cr0(&mut self) -> Value {
+        let off = core::mem::offset_of!(CpuState, cr0) as i32;
+        self.b.ins().load(I64, state_flags(), self.cpu, off)
+    }
+
+    fn cr4(&mut self) -> Value {
+        let off = core::mem::offset_of!(CpuState, cr4) as i32;
+        self.b.ins().load(I64, state_flags(), self.cpu, off)
+    }
+
+    fn probe_write(&mut self, lin: Value, len: u64) -> SemResult {
+        // Only a range that crosses a page needs the check (the cold call).
+        let in_page = self.and_imm(lin, 0xfff);
+        let limit = self.k(0x1000 - len);
+        let cross = self.ult(limit, in_page);
+        self.when(cross, |e| {
+            super::mem::emit_probe_write(e, lin, len);
+            Ok(())
+        })
     }
 
     fn bitness(&self) -> u32 {

@@ -147,3 +147,20 @@ pub(crate) fn emit_store(e: &mut ClifEmitter, lin: Value, w: Width, v: Value) {
     e.b.seal_block(merge);
     e.b.switch_to_block(merge);
 }
+
+/// Check that the `len` bytes at `lin` (crossing a page) can be written:
+/// a cold call that leaves the block when a page is not writable.
+pub(crate) fn emit_probe_write(e: &mut ClifEmitter, lin: Value, len: u64) {
+    e.called_slow_path = true;
+    let bytes = e.b.ins().iconst(I64, len as i64);
+    let pending = e.pending_count() as i64;
+    let adj = e.b.ins().iconst(I64, pending);
+    let ctx = e.ctx;
+    // Same shape as the load helper: (ctx, lin, bytes, adj) -> status.
+    let st = e.call_helper(
+        e.sigs.load,
+        runtime::probe_write_slow as *const (),
+        &[ctx, lin, bytes, adj],
+    );
+    fault_check(e, st);
+}
