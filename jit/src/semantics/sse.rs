@@ -70,6 +70,9 @@ pub struct X<V> {
 /// CR4.OSFXSR is clear, then #NM when CR0.TS is set. Read from the state
 /// each time: CLTS may clear TS between two instructions of a block.
 pub fn avail<E: Emitter>(e: &mut E) -> SemResult {
+    if e.sse_checked() {
+        return Ok(());
+    }
     let c0 = e.cr0();
     let c4 = e.cr4();
     let em = e.and_imm(c0, cr0::EM);
@@ -79,7 +82,9 @@ pub fn avail<E: Emitter>(e: &mut E) -> SemResult {
     let ud = e.or(em, no_fx);
     e.raise_if(ud, Exception::ud())?;
     let ts = e.and_imm(c0, cr0::TS);
-    e.raise_if(ts, Exception::nm())
+    e.raise_if(ts, Exception::nm())?;
+    e.set_sse_checked();
+    Ok(())
 }
 
 /// [`avail`] for the helpers.
@@ -130,9 +135,7 @@ pub fn xset<E: Emitter>(e: &mut E, n: usize, x: X<E::V>) {
 
 /// Load 16 bytes (two 8-byte loads: a fault in either leaves no trace).
 pub fn load_x<E: Emitter>(e: &mut E, lin: E::V) -> SemResult<X<E::V>> {
-    let lo = e.load(lin, Width::Q)?;
-    let a = e.add_imm(lin, 8);
-    let hi = e.load(a, Width::Q)?;
+    let (lo, hi) = e.load16(lin)?;
     Ok(X { lo, hi })
 }
 
@@ -143,9 +146,7 @@ pub fn store_x<E: Emitter>(e: &mut E, lin: E::V, x: X<E::V>, may_cross: bool) ->
     if may_cross {
         e.probe_write(lin, 16)?;
     }
-    e.store(lin, Width::Q, x.lo)?;
-    let a = e.add_imm(lin, 8);
-    e.store(a, Width::Q, x.hi)
+    e.store16(lin, x.lo, x.hi)
 }
 
 /// Linear address of the memory operand, alignment-checked (#GP(0)) when

@@ -292,22 +292,48 @@ fn pcmpeq<E: Emitter, const B: u32>(e: &mut E, insn: &Insn) -> SemResult {
     })
 }
 
-/// Interleave the lanes of the low (or high) halves: a0 b0 a1 b1 …
+/// Spread the `bits`-bit lanes of a 32-bit value over 64 bits, one lane
+/// every other lane (lane i moves to lane 2i), by halving steps.
+fn spread<E: Emitter>(e: &mut E, x: E::V, bits: u32) -> E::V {
+    let mut x = x;
+    for (step, mask) in [(16, 0x0000_ffff_0000_ffff), (8, 0x00ff_00ff_00ff_00ff)] {
+        if step < bits {
+            break;
+        }
+        let k = e.imm(step as u64);
+        let t = e.shl(x, k);
+        let t = e.or(x, t);
+        x = e.and_imm(t, mask);
+    }
+    x
+}
+
+/// Interleave the lanes of the low (or high) halves: a0 b0 a1 b1 … The
+/// low 32 bits of the two sources make the result's low half, their high
+/// 32 bits its high half.
 fn interleave<E: Emitter>(e: &mut E, a: X<E::V>, b: X<E::V>, bits: u32, high: bool) -> X<E::V> {
     let (sa, sb) = if high { (a.hi, b.hi) } else { (a.lo, b.lo) };
     if bits == 64 {
         return X { lo: sa, hi: sb };
     }
-    let n = 64 / bits;
-    let zero = e.imm(0);
-    let mut out = [zero; 16];
-    for i in 0..n {
-        out[2 * i as usize] = lane_of(e, sa, bits, i);
-        out[2 * i as usize + 1] = lane_of(e, sb, bits, i);
+    let k32 = e.imm(32);
+    let kb = e.imm(bits as u64);
+    let mut out = [sa; 2];
+    for (n, slot) in out.iter_mut().enumerate() {
+        let (x, y) = if n == 0 {
+            (e.zext(sa, Width::D), e.zext(sb, Width::D))
+        } else {
+            (e.shr(sa, k32), e.shr(sb, k32))
+        };
+        let x = spread(e, x, bits);
+        let y = spread(e, y, bits);
+        let y = e.shl(y, kb);
+        *slot = e.or(x, y);
     }
-    let lo = from_lanes(e, &out[..n as usize], bits);
-    let hi = from_lanes(e, &out[n as usize..2 * n as usize], bits);
-    X { lo, hi }
+    X {
+        lo: out[0],
+        hi: out[1],
+    }
 }
 
 fn punpckl<E: Emitter, const B: u32>(e: &mut E, insn: &Insn) -> SemResult {
@@ -376,30 +402,42 @@ enum Shift {
     Arith,
 }
 
-/// One half shifted lane by lane by `count` (< `bits`, or any count for
-/// arithmetic shifts already clamped to `bits - 1`).
+/// One half shifted lane by lane by `count` (SWAR: shift the whole half,
+/// then clear the bits that crossed into a neighbouring lane). `count` is
+/// below `bits` for arithmetic shifts (clamped by the caller); for logical
+/// ones a larger count gives garbage the caller replaces by zero.
 fn shift_half<E: Emitter>(e: &mut E, h: E::V, bits: u32, kind: Shift, count: E::V) -> E::V {
-    let zero = e.imm(0);
-    let mut out = [zero; 4];
-    let n = 64 / bits;
-    for i in 0..n {
-        let x = lane_of(e, h, bits, i);
-        let r = match kind {
-            Shift::Left => e.shl(x, count),
-            Shift::Right => e.shr(x, count),
-            Shift::Arith => {
-                let w = Width::from_bytes(bits / 8).unwrap_or(Width::Q);
-                let sx = e.sext(x, w);
-                e.sar(sx, count)
-            }
-        };
-        out[i as usize] = if bits == 64 {
-            r
-        } else {
-            e.and_imm(r, lane_mask(bits))
+    if bits == 64 {
+        return match kind {
+            Shift::Left => e.shl(h, count),
+            Shift::Right => e.shr(h, count),
+            Shift::Arith => e.sar(h, count),
         };
     }
-    from_lanes(e, &out[..n as usize], bits)
+    let lane = e.imm(lane_mask(bits));
+    let one_per_lane = e.imm(rep(1, bits));
+    if kind == Shift::Left {
+        // What stays of a lane: its mask shifted, cut at the lane's top.
+        let m = e.shl(lane, count);
+        let m = e.and(m, lane);
+        let m = e.mul(m, one_per_lane);
+        let r = e.shl(h, count);
+        return e.and(r, m);
+    }
+    let m = e.shr(lane, count);
+    let m = e.mul(m, one_per_lane);
+    let r = e.shr(h, count);
+    let r = e.and(r, m);
+    if kind == Shift::Right {
+        return r;
+    }
+    // Arithmetic: the lanes' sign bits t, and below each the `count` bits
+    // the shift emptied: t - (t >> count) (no borrow leaves a lane).
+    let t = e.and_imm(h, top_bits(bits));
+    let u = e.shr(t, count);
+    let fill = e.sub(t, u);
+    let fill = e.or(fill, t);
+    e.or(r, fill)
 }
 
 /// PSLL/PSRL/PSRA by imm8 or by the low 64 bits of an XMM/m128 operand.
