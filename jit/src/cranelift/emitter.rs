@@ -940,7 +940,16 @@ impl Ops for ClifEmitter<'_, '_> {
         self.k(v)
     }
 
-    binop!(add, iadd, |a, b| a.wrapping_add(b));
+    /// Adding a constant 0 (a memory operand's zero displacement) is the
+    /// other operand: no instruction.
+    fn add(&mut self, a: Value, b: Value) -> Value {
+        match (self.konst(a), self.konst(b)) {
+            (Some(x), Some(y)) => self.k(x.wrapping_add(y)),
+            (Some(0), _) => b,
+            (_, Some(0)) => a,
+            _ => self.b.ins().iadd(a, b),
+        }
+    }
     binop!(sub, isub, |a, b| a.wrapping_sub(b));
     binop!(mul, imul, |a, b| a.wrapping_mul(b));
     binop!(umulhi, umulhi, |a, b| ((a as u128 * b as u128) >> 64)
