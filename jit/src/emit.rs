@@ -359,6 +359,23 @@ pub trait Emitter: Ops + Sized {
     /// Store the low `w` bytes of `v` at a linear address.
     fn store(&mut self, lin: Self::V, w: Width, v: Self::V) -> SemResult;
 
+    /// Load 16 bytes at a linear address as (low 8 bytes, high 8 bytes):
+    /// by definition the two 8-byte loads, low first (a backend may check
+    /// both at once when it can tell neither faults).
+    fn load16(&mut self, lin: Self::V) -> SemResult<(Self::V, Self::V)> {
+        let lo = self.load(lin, Width::Q)?;
+        let a = self.add_imm(lin, 8);
+        let hi = self.load(a, Width::Q)?;
+        Ok((lo, hi))
+    }
+    /// Store 16 bytes: by definition the two 8-byte stores, low first. A
+    /// caller that needs all-or-nothing probes first ([`Emitter::probe_write`]).
+    fn store16(&mut self, lin: Self::V, lo: Self::V, hi: Self::V) -> SemResult {
+        self.store(lin, Width::Q, lo)?;
+        let a = self.add_imm(lin, 8);
+        self.store(a, Width::Q, hi)
+    }
+
     /// Record the last flag-setting operation (lazy flags).
     fn set_cc(&mut self, op: CcOp, dst: Self::V, src: Self::V, src2: Self::V);
     /// Evaluate a condition code from the current flags (0 or 1).
@@ -380,6 +397,31 @@ pub trait Emitter: Ops + Sized {
         F: FnOnce(&mut Self) -> SemResult;
     /// Raise `ex` when `c` is non-zero (nothing of the instruction is done).
     fn raise_if(&mut self, c: Self::V, ex: Exception) -> SemResult;
+
+    /// One 64-bit half (`high`: bits 127:64) of XMM register `n` (0–15).
+    fn xmm(&mut self, n: usize, high: bool) -> Self::V;
+    /// Replace one 64-bit half of XMM register `n`.
+    fn set_xmm(&mut self, n: usize, high: bool, v: Self::V);
+    /// CR0 (the SSE availability check reads EM and TS: CLTS can clear TS
+    /// between two instructions of a block).
+    fn cr0(&mut self) -> Self::V;
+    /// CR4 (OSFXSR for the SSE availability check).
+    fn cr4(&mut self) -> Self::V;
+    /// True when the SSE availability check (`semantics::sse::avail`)
+    /// already passed earlier in the same block with nothing in between
+    /// that can change CR0 or CR4 (only helpers can), so it need not be
+    /// emitted again. A backend that does not track it answers false.
+    fn sse_checked(&mut self) -> bool {
+        false
+    }
+    /// The SSE availability check has just been emitted and passed.
+    fn set_sse_checked(&mut self) {}
+    /// Make sure the `len` bytes (at most a page) at `lin` can all be
+    /// written before a multi-part store writes any of them: when the range
+    /// crosses into the next page both pages are checked (a #PF reports the
+    /// first byte of the page that failed); a range inside one page needs
+    /// no check (its first part faults before anything lands).
+    fn probe_write(&mut self, lin: Self::V, len: u64) -> SemResult;
 
     /// Code size of the block being executed or compiled: 16, 32 or 64.
     fn bitness(&self) -> u32;

@@ -233,6 +233,46 @@ impl Emitter for Interp {
     }
 
     #[inline(always)]
+    fn xmm(&mut self, n: usize, high: bool) -> u64 {
+        let v = self.cpu.xmm[n & 15];
+        if high {
+            (v >> 64) as u64
+        } else {
+            v as u64
+        }
+    }
+
+    #[inline(always)]
+    fn set_xmm(&mut self, n: usize, high: bool, v: u64) {
+        let x = &mut self.cpu.xmm[n & 15];
+        *x = if high {
+            (*x & u64::MAX as u128) | (v as u128) << 64
+        } else {
+            (*x & !(u64::MAX as u128)) | v as u128
+        };
+    }
+
+    #[inline(always)]
+    fn cr0(&mut self) -> u64 {
+        self.cpu.cr0
+    }
+
+    #[inline(always)]
+    fn cr4(&mut self) -> u64 {
+        self.cpu.cr4
+    }
+
+    #[inline]
+    fn probe_write(&mut self, lin: u64, len: u64) -> SemResult {
+        let last = lin.wrapping_add(len - 1);
+        if last >> 12 == lin >> 12 {
+            return Ok(());
+        }
+        mmu::probe_write(&mut self.cpu, &mut self.mem, lin, Width::B).map_err(Stop::Fault)?;
+        mmu::probe_write(&mut self.cpu, &mut self.mem, last & !0xfff, Width::B).map_err(Stop::Fault)
+    }
+
+    #[inline(always)]
     fn bitness(&self) -> u32 {
         self.bitness
     }

@@ -20,7 +20,7 @@ mod common;
 use common::Rng;
 
 use cjemu_jit::memory::GuestPhysAddr;
-use cjemu_jit::{Engine, Exception, Exit, Gpr};
+use cjemu_jit::{Accel, Engine, Exception, Exit, Gpr};
 use core::arch::asm;
 use iced_x86::code_asm::*;
 
@@ -313,6 +313,16 @@ fn machine(code: &[u8]) -> Engine {
     common::flat_engine(code, CODE, TABLES, STACK)
 }
 
+/// Both tiers: the interpreter, and the JIT compiling at first sight (the
+/// generic SSE forms are inlined there, the helpers called).
+const TIERS: [Accel; 2] = [Accel::Interp, Accel::Jit { threshold: 0 }];
+
+fn machine_on(code: &[u8], accel: Accel) -> Engine {
+    let mut e = machine(code);
+    e.config.accel = accel;
+    e
+}
+
 /// Run the guest code from `s`; returns the final state or the exception.
 fn guest(e: &mut Engine, s: &St) -> Result<St, Exception> {
     let c = e.cpu_mut();
@@ -359,7 +369,8 @@ fn differential(cases: &[Case], kind: Kind, n: usize, seed: u64) -> [usize; 6] {
     let mut seen = [0usize; 6];
     let mut failures = Vec::new();
     for (k, &(name, h, g)) in cases.iter().enumerate() {
-        let mut e = machine(&assemble(g));
+        let code = assemble(g);
+        let mut engines = TIERS.map(|t| machine_on(&code, t));
         let mut r = Rng(seed ^ (k as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let mut bad = 0;
         for _ in 0..n {
@@ -368,16 +379,18 @@ fn differential(cases: &[Case], kind: Kind, n: usize, seed: u64) -> [usize; 6] {
             for (b, c) in seen.iter_mut().enumerate() {
                 *c += (want.mxcsr >> b & 1) as usize;
             }
-            let got = guest(&mut e, &s).unwrap_or_else(|x| panic!("{name}: {x:?} for {s:x?}"));
-            if got != want {
-                if bad < 3 {
-                    failures.push(format!(
-                        "{name}: in x0={:#034x} x1={:#034x} rax={:#x} mxcsr={:#x}\n  host  x0={:#034x} rax={:#x} mxcsr={:#x} fl={:#x}\n  guest x0={:#034x} rax={:#x} mxcsr={:#x} fl={:#x}",
-                        s.x0, s.x1, s.rax, s.mxcsr, want.x0, want.rax, want.mxcsr, want.flags,
-                        got.x0, got.rax, got.mxcsr, got.flags
-                    ));
+            for (e, tier) in engines.iter_mut().zip(TIERS) {
+                let got = guest(e, &s).unwrap_or_else(|x| panic!("{name}: {x:?} for {s:x?}"));
+                if got != want {
+                    if bad < 3 {
+                        failures.push(format!(
+                            "{name} ({tier:?}): in x0={:#034x} x1={:#034x} rax={:#x} mxcsr={:#x}\n  host  x0={:#034x} rax={:#x} mxcsr={:#x} fl={:#x}\n  guest x0={:#034x} rax={:#x} mxcsr={:#x} fl={:#x}",
+                            s.x0, s.x1, s.rax, s.mxcsr, want.x0, want.rax, want.mxcsr, want.flags,
+                            got.x0, got.rax, got.mxcsr, got.flags
+                        ));
+                    }
+                    bad += 1;
                 }
-                bad += 1;
             }
         }
         if bad > 0 {
@@ -618,6 +631,8 @@ fn integer_simd_matches_host() {
         rr!(psadbw),
         gpi!(pextrw, eax, xmm1, 5),
         gpi!(pinsrw, xmm0, eax, 3),
+        gpi!(pextrw, eax, xmm1, 2),
+        gpi!(pinsrw, xmm0, eax, 6),
         rr!(movdqa),
         rr!(movdqu),
     ];
@@ -647,6 +662,13 @@ fn integer_shifts_match_host() {
         ri!(pslldq, 16),
         ri!(psrldq, 15),
         ri!(psrldq, 1),
+        ri!(pslldq, 8),
+        ri!(pslldq, 11),
+        ri!(psrldq, 8),
+        ri!(psrldq, 13),
+        ri!(psrldq, 0),
+        ri!(psraw, 0),
+        ri!(psrlw, 16),
         rr!(psllw),
         rr!(pslld),
         rr!(psllq),
@@ -659,7 +681,8 @@ fn integer_shifts_match_host() {
     // Shift counts in XMM1: small ones mostly, sometimes huge.
     let mut failures = 0;
     for (k, &(name, h, g)) in cases.iter().enumerate() {
-        let mut e = machine(&assemble(g));
+        let code = assemble(g);
+        let mut engines = TIERS.map(|t| machine_on(&code, t));
         let mut r = Rng(77 + k as u64);
         for _ in 0..200 {
             let mut s = inputs(&mut r, Kind::Int);
@@ -668,10 +691,12 @@ fn integer_shifts_match_host() {
                 _ => (r.below(70) as u128) | (r.below(2) as u128) << 100,
             };
             let want = host_run(h, &s);
-            let got = guest(&mut e, &s).unwrap();
-            if got != want {
-                failures += 1;
-                eprintln!("{name}: {s:x?}: host {want:x?} guest {got:x?}");
+            for (e, tier) in engines.iter_mut().zip(TIERS) {
+                let got = guest(e, &s).unwrap();
+                if got != want {
+                    failures += 1;
+                    eprintln!("{name} ({tier:?}): {s:x?}: host {want:x?} guest {got:x?}");
+                }
             }
         }
     }
@@ -744,11 +769,40 @@ fn approximations_are_within_sdm_bounds() {
 
 // ---- engine-only checks of faults and state ----
 
-fn run_code(body: Guest, setup: impl FnOnce(&mut Engine)) -> (Engine, Exit) {
-    let mut e = machine(&assemble(body));
-    setup(&mut e);
-    let x = e.run(100);
-    (e, x)
+/// Run `body` from the state `setup` makes, under the interpreter and
+/// under the JIT; both must end alike (exit, registers, counts, the data
+/// pages). Returns the interpreter's run.
+fn run_code(body: Guest, setup: impl Fn(&mut Engine)) -> (Engine, Exit) {
+    run_bytes(&assemble(body), setup)
+}
+
+/// [`run_code`] on assembled bytes.
+fn run_bytes(code: &[u8], setup: impl Fn(&mut Engine)) -> (Engine, Exit) {
+    let mut runs = TIERS.map(|t| {
+        let mut e = machine_on(code, t);
+        setup(&mut e);
+        let x = e.run(100);
+        (e, x)
+    });
+    let [(i, ix), (j, jx)] = &mut runs;
+    assert_eq!(ix, jx, "exit, interpreter vs JIT");
+    let (a, b) = (i.cpu(), j.cpu());
+    assert_eq!(a.xmm, b.xmm, "XMM registers, interpreter vs JIT");
+    assert_eq!(a.gpr, b.gpr, "GPRs, interpreter vs JIT");
+    assert_eq!(
+        (a.rip, a.icount, a.mxcsr),
+        (b.rip, b.icount, b.mxcsr),
+        "RIP, icount, MXCSR, interpreter vs JIT"
+    );
+    for page in [DATA, 0x20000, 0x21000] {
+        let mut m = [0u8; 0x1000];
+        let mut n = [0u8; 0x1000];
+        i.mem().read_phys(GuestPhysAddr(page), &mut m).unwrap();
+        j.mem().read_phys(GuestPhysAddr(page), &mut n).unwrap();
+        assert!(m == n, "memory at {page:#x}, interpreter vs JIT");
+    }
+    let [first, _] = runs;
+    first
 }
 
 #[test]
@@ -1246,8 +1300,11 @@ fn map_ro_after_rw(e: &mut Engine) {
 #[test]
 fn stores_crossing_into_a_read_only_page_write_nothing() {
     let base = 0x4000_0000u64;
-    let cases: [(Guest, u64); 3] = [
+    let cases: [(Guest, u64); 6] = [
         (|a| a.movups(xmmword_ptr(rbx), xmm0), 0xff8),
+        (|a| a.movdqu(xmmword_ptr(rbx), xmm0), 0xff1),
+        (|a| a.movdqu(xmmword_ptr(rbx), xmm0), 0xffc),
+        (|a| a.movupd(xmmword_ptr(rbx), xmm0), 0xff9),
         (|a| a.maskmovdqu(xmm0, xmm1), 0xff4),
         (|a| a.fxsave64(ptr(rbx)), 0xf00),
     ];
@@ -1276,5 +1333,120 @@ fn stores_crossing_into_a_read_only_page_write_nothing() {
             m.iter().all(|&b| b == 0x5a),
             "nothing written before the fault"
         );
+    }
+}
+
+#[test]
+fn clts_in_the_block_lets_later_sse_run() {
+    // CR0.TS set at entry: CLTS clears it, so the SSE forms after it in
+    // the same block must not raise #NM (compiled code reads CR0 anew).
+    let (e, x) = run_code(
+        |a| {
+            a.clts()?;
+            a.movdqa(xmm0, xmm1)?;
+            a.paddq(xmm0, xmm1)
+        },
+        |e| {
+            let c = e.cpu_mut();
+            c.cr0 |= 1 << 3;
+            c.xmm[1] = 5 << 64 | 7;
+        },
+    );
+    assert_eq!(x, Exit::Halted);
+    assert_eq!(e.cpu().xmm[0], 10 << 64 | 14);
+    assert_eq!(e.cpu().cr0 & (1 << 3), 0);
+}
+
+#[test]
+fn nm_in_the_middle_of_a_block_keeps_the_work_before_it() {
+    let (e, x) = run_code(
+        |a| {
+            a.mov(eax, 5)?;
+            a.pxor(xmm0, xmm0)?;
+            a.mov(eax, 6)
+        },
+        |e| {
+            let c = e.cpu_mut();
+            c.cr0 |= 1 << 3;
+            c.xmm[0] = 0x1234;
+        },
+    );
+    assert_eq!(x, Exit::Exception(Exception::nm()));
+    let c = e.cpu();
+    assert_eq!(c.reg(Gpr::Rax), 5);
+    assert_eq!(c.xmm[0], 0x1234, "the destination is untouched");
+    assert_eq!(c.rip, CODE + 5, "RIP on the faulting PXOR");
+}
+
+#[test]
+fn faulting_128_bit_accesses_change_nothing() {
+    let base = 0x4000_0000u64;
+    // (code, RBX, expected exception vector, its address for a #PF)
+    let cases: [(Guest, u64, u8, u64); 6] = [
+        // Misaligned MOVDQA store and PADDQ source: #GP(0).
+        (|a| a.movdqa(xmmword_ptr(rbx), xmm0), DATA + 8, 13, 0),
+        (|a| a.paddq(xmm0, xmmword_ptr(rbx)), DATA + 4, 13, 0),
+        // Non-canonical: #GP(0).
+        (|a| a.movdqa(xmm0, xmmword_ptr(rbx)), 1 << 63, 13, 0),
+        // A MOVDQU load whose second half is on a not-present page.
+        (
+            |a| a.movdqu(xmm0, xmmword_ptr(rbx)),
+            base + 0x1ffc,
+            14,
+            base + 0x2000,
+        ),
+        // An aligned store to a read-only page.
+        (
+            |a| a.movntdq(xmmword_ptr(rbx), xmm1),
+            base + 0x1000,
+            14,
+            base + 0x1000,
+        ),
+        // A MOVQ store crossing into it.
+        (
+            |a| a.movq(qword_ptr(rbx), xmm1),
+            base + 0xffc,
+            14,
+            base + 0x1000,
+        ),
+    ];
+    for (body, at, vector, address) in cases {
+        let mut a = CodeAssembler::new(64).unwrap();
+        a.mov(ecx, 1).unwrap();
+        a.pcmpeqb(xmm2, xmm2).unwrap();
+        body(&mut a).unwrap();
+        a.mov(ecx, 2).unwrap();
+        a.hlt().unwrap();
+        let code = a.assemble(CODE).unwrap();
+        let (e, x) = run_bytes(&code, |e| {
+            map_ro_after_rw(e);
+            e.mem_mut()
+                .write_phys(GuestPhysAddr(0x20000), &[0x5a; 0x1000])
+                .unwrap();
+            e.mem_mut()
+                .write_phys(GuestPhysAddr(0x21000), &[0x5a; 0x1000])
+                .unwrap();
+            let c = e.cpu_mut();
+            c.set_reg(Gpr::Rbx, at);
+            c.xmm[0] = 0x1111;
+            c.xmm[1] = u128::MAX;
+        });
+        match x {
+            Exit::Exception(ex) => {
+                assert_eq!(ex.vector, vector, "{at:#x}");
+                if vector == 14 {
+                    assert_eq!(ex.address, address);
+                }
+            }
+            other => panic!("expected an exception, got {other:?}"),
+        }
+        let c = e.cpu();
+        assert_eq!(c.reg(Gpr::Rcx), 1, "the instructions before it retired");
+        assert_eq!(c.xmm[2], u128::MAX);
+        assert_eq!(c.xmm[0], 0x1111, "destination untouched");
+        assert_eq!(c.icount, 2);
+        let mut m = [0u8; 0x2000];
+        e.mem().read_phys(GuestPhysAddr(0x20000), &mut m).unwrap();
+        assert!(m.iter().all(|&b| b == 0x5a), "nothing written");
     }
 }

@@ -30,7 +30,7 @@ use crate::emit::{Emitter, Ops, SemResult, Stop, Width};
 use crate::exception::Exception;
 use crate::flags::{self, CcOp, Cond, FlagSet, Lazy, RFLAGS_FIXED, RFLAGS_WRITABLE};
 use crate::interp::mask_ip;
-use crate::state::{offset_of_field, Field, Gpr, Seg};
+use crate::state::{offset_of_field, CpuState, Field, Gpr, Seg};
 use cranelift_codegen::ir::condcodes::{CondCode, IntCC};
 use cranelift_codegen::ir::types::{I16, I32, I64, I8};
 use cranelift_codegen::ir::{
@@ -39,9 +39,22 @@ use cranelift_codegen::ir::{
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
 
+/// Byte offset of one 64-bit half of `CpuState::xmm[n]` (little-endian:
+/// the low half first).
+fn xmm_offset(n: usize, high: bool) -> i32 {
+    (core::mem::offset_of!(CpuState, xmm) + 16 * (n & 15) + 8 * high as usize) as i32
+}
+
 /// Slots 0–15 are RAX…R15; this one is the raw RFLAGS word.
 const RFLAGS_SLOT: usize = 16;
-pub(crate) const SLOTS: usize = 17;
+/// Slots 17.. are the 64-bit halves of XMM0–XMM15 (low, high, low, …).
+const XMM_SLOT0: usize = 17;
+pub(crate) const SLOTS: usize = XMM_SLOT0 + 32;
+
+/// The slot of one half of XMM register `n`.
+fn xmm_slot(n: usize, high: bool) -> usize {
+    XMM_SLOT0 + 2 * (n & 15) + high as usize
+}
 
 /// Byte offset of `CpuState::intr` (a byte).
 const INTR_OFFSET: usize = core::mem::offset_of!(crate::state::CpuState, intr);
@@ -97,11 +110,15 @@ pub(crate) fn ty_of(w: Width) -> Type {
     }
 }
 
-fn slot_field(s: usize) -> Field {
-    if s == RFLAGS_SLOT {
-        Field::Rflags
+/// Byte offset of a slot's home in `CpuState`.
+fn slot_offset(s: usize) -> i32 {
+    if s >= XMM_SLOT0 {
+        let x = s - XMM_SLOT0;
+        xmm_offset(x / 2, x % 2 == 1)
+    } else if s == RFLAGS_SLOT {
+        offset_of_field(Field::Rflags) as i32
     } else {
-        Field::Gpr(Gpr::from_index(s))
+        offset_of_field(Field::Gpr(Gpr::from_index(s))) as i32
     }
 }
 
@@ -167,6 +184,10 @@ pub struct ClifEmitter<'a, 'f> {
     dispatch: Option<Block>,
     /// The target RIP handed to `dispatch`.
     dispatch_rip: Variable,
+    /// The SSE availability check passed on every path to this point of
+    /// the block since its entry or the last helper call (CR0/CR4 only
+    /// change in helpers).
+    sse_ok: bool,
 }
 
 /// Most run-time targets compared one after the other at a block end; more
@@ -220,6 +241,7 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
             indirect_end: false,
             dispatch: None,
             dispatch_rip,
+            sse_ok: false,
         }
     }
 
@@ -232,6 +254,7 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
         self.returned = false;
         self.jumped = false;
         self.called_slow_path = false;
+        self.sse_ok = false;
     }
 
     /// The compile-time state at the entry of a region's member block (and
@@ -247,6 +270,7 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
             };
         }
         self.dirty = self.carried;
+        self.sse_ok = false;
         self.cc = if dynamic_cc {
             CcState::Dynamic
         } else {
@@ -260,7 +284,7 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
     pub(crate) fn preload(&mut self, dynamic_cc: bool) {
         for s in 0..SLOTS {
             if self.carried[s] {
-                let v = self.load_field(slot_field(s));
+                let v = self.load_slot_home(s);
                 self.b.def_var(self.vars[s], v);
             }
         }
@@ -285,14 +309,14 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
         for s in 0..SLOTS {
             if self.carried[s] {
                 if self.slot[s] == Slot::Untouched {
-                    let v = self.load_field(slot_field(s));
+                    let v = self.load_slot_home(s);
                     self.b.def_var(self.vars[s], v);
                     self.slot[s] = Slot::Live;
                 }
                 self.dirty[s] = true;
             } else if self.dirty[s] {
                 let v = self.b.use_var(self.vars[s]);
-                self.store_field(slot_field(s), v);
+                self.store_slot_home(s, v);
                 self.dirty[s] = false;
             }
         }
@@ -311,7 +335,7 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
         for s in 0..SLOTS {
             if self.dirty[s] {
                 let v = self.b.use_var(self.vars[s]);
-                self.store_field(slot_field(s), v);
+                self.store_slot_home(s, v);
             }
         }
         self.store_cc();
@@ -496,9 +520,21 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
         self.b.ins().store(state_flags(), v, self.cpu, off);
     }
 
+    fn load_slot_home(&mut self, s: usize) -> Value {
+        self.b
+            .ins()
+            .load(I64, state_flags(), self.cpu, slot_offset(s))
+    }
+
+    fn store_slot_home(&mut self, s: usize, v: Value) {
+        self.b
+            .ins()
+            .store(state_flags(), v, self.cpu, slot_offset(s));
+    }
+
     fn slot_get(&mut self, s: usize) -> Value {
         if self.slot[s] == Slot::Untouched {
-            let v = self.load_field(slot_field(s));
+            let v = self.load_slot_home(s);
             self.b.def_var(self.vars[s], v);
             self.slot[s] = Slot::Live;
             return v;
@@ -595,13 +631,14 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
         for s in 0..SLOTS {
             if self.dirty[s] {
                 let v = self.b.use_var(self.vars[s]);
-                self.store_field(slot_field(s), v);
+                self.store_slot_home(s, v);
             }
         }
         self.store_cc();
         self.slot = [Slot::Untouched; SLOTS];
         self.dirty = [false; SLOTS];
         self.cc = CcState::InMemory;
+        self.sse_ok = false;
     }
 
     /// The exit status for the static exception `ex`.
@@ -680,7 +717,7 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
         for s in 0..SLOTS {
             if self.dirty[s] {
                 let v = self.b.use_var(self.vars[s]);
-                self.store_field(slot_field(s), v);
+                self.store_slot_home(s, v);
             }
         }
         self.store_cc();
@@ -903,7 +940,16 @@ impl Ops for ClifEmitter<'_, '_> {
         self.k(v)
     }
 
-    binop!(add, iadd, |a, b| a.wrapping_add(b));
+    /// Adding a constant 0 (a memory operand's zero displacement) is the
+    /// other operand: no instruction.
+    fn add(&mut self, a: Value, b: Value) -> Value {
+        match (self.konst(a), self.konst(b)) {
+            (Some(x), Some(y)) => self.k(x.wrapping_add(y)),
+            (Some(0), _) => b,
+            (_, Some(0)) => a,
+            _ => self.b.ins().iadd(a, b),
+        }
+    }
     binop!(sub, isub, |a, b| a.wrapping_sub(b));
     binop!(mul, imul, |a, b| a.wrapping_mul(b));
     binop!(umulhi, umulhi, |a, b| ((a as u128 * b as u128) >> 64)
@@ -1018,6 +1064,15 @@ impl Emitter for ClifEmitter<'_, '_> {
         Ok(())
     }
 
+    fn load16(&mut self, lin: Value) -> SemResult<(Value, Value)> {
+        Ok(super::mem::emit_load16(self, lin))
+    }
+
+    fn store16(&mut self, lin: Value, lo: Value, hi: Value) -> SemResult {
+        super::mem::emit_store16(self, lin, lo, hi);
+        Ok(())
+    }
+
     fn set_cc(&mut self, op: CcOp, dst: Value, src: Value, src2: Value) {
         let o = self.k(op.raw() as u64);
         for (var, v) in self.cc_vars.into_iter().zip([o, dst, src, src2]) {
@@ -1094,6 +1149,7 @@ impl Emitter for ClifEmitter<'_, '_> {
         self.b.seal_block(body);
         self.b.seal_block(els);
         let before = (self.slot, self.dirty, self.cc, self.jumped);
+        let sse_before = self.sse_ok;
 
         self.b.switch_to_block(body);
         let reached = match f(self) {
@@ -1121,6 +1177,8 @@ impl Emitter for ClifEmitter<'_, '_> {
         self.b.ins().jump(merge, &[]);
         self.b.seal_block(merge);
         self.b.switch_to_block(merge);
+        // A check made only on the body's path does not hold after it.
+        self.sse_ok = sse_before;
         Ok(())
     }
 
@@ -1131,6 +1189,43 @@ impl Emitter for ClifEmitter<'_, '_> {
         let st = self.static_status(ex);
         self.branch_to_exit(c, self.idx, st);
         Ok(())
+    }
+
+    fn xmm(&mut self, n: usize, high: bool) -> Value {
+        self.slot_get(xmm_slot(n, high))
+    }
+
+    fn set_xmm(&mut self, n: usize, high: bool, v: Value) {
+        self.slot_set(xmm_slot(n, high), v);
+    }
+
+    fn cr0(&mut self) -> Value {
+        let off = core::mem::offset_of!(CpuState, cr0) as i32;
+        self.b.ins().load(I64, state_flags(), self.cpu, off)
+    }
+
+    fn cr4(&mut self) -> Value {
+        let off = core::mem::offset_of!(CpuState, cr4) as i32;
+        self.b.ins().load(I64, state_flags(), self.cpu, off)
+    }
+
+    fn sse_checked(&mut self) -> bool {
+        self.sse_ok
+    }
+
+    fn set_sse_checked(&mut self) {
+        self.sse_ok = true;
+    }
+
+    fn probe_write(&mut self, lin: Value, len: u64) -> SemResult {
+        // Only a range that crosses a page needs the check (the cold call).
+        let in_page = self.and_imm(lin, 0xfff);
+        let limit = self.k(0x1000 - len);
+        let cross = self.ult(limit, in_page);
+        self.when(cross, |e| {
+            super::mem::emit_probe_write(e, lin, len);
+            Ok(())
+        })
     }
 
     fn bitness(&self) -> u32 {
@@ -1196,7 +1291,7 @@ impl ClifEmitter<'_, '_> {
     fn merge_untaken(&mut self, slots_before: [Slot; SLOTS], cc_before: CcState) {
         for (s, before) in slots_before.into_iter().enumerate() {
             if before == Slot::Untouched && self.slot[s] == Slot::Live {
-                let v = self.load_field(slot_field(s));
+                let v = self.load_slot_home(s);
                 self.b.def_var(self.vars[s], v);
             }
         }

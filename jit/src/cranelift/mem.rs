@@ -37,13 +37,13 @@ const ADDEND: i32 = core::mem::offset_of!(TlbEntry, addend) as i32;
 // The index computation below multiplies by a shift.
 const _: () = assert!(ENTRY_SIZE.is_power_of_two() && TLB_ENTRIES.is_power_of_two());
 
-/// Emit the TLB probe for an access of `w` bytes at `lin`. Leaves the
+/// Emit the TLB probe for an access of `len` bytes at `lin`. Leaves the
 /// builder in the fast-path block and returns `(host address, slow block,
 /// merge block)`; the caller fills the slow block.
 fn probe(
     e: &mut ClifEmitter,
     lin: Value,
-    w: Width,
+    len: u64,
     kind: Kind,
 ) -> (Value, cranelift_codegen::ir::Block) {
     let b = &mut *e.b;
@@ -59,7 +59,7 @@ fn probe(
     let tag = b
         .ins()
         .load(I64, trusted, entry, TLB_ENTRIES_OFFSET as i32 + tag_off);
-    let last = b.ins().iadd_imm_s(lin, w.bytes() as i64 - 1);
+    let last = b.ins().iadd_imm_s(lin, len as i64 - 1);
     let page = b.ins().band_imm_s(last, !(PAGE_MASK as i64));
     let hit = b
         .ins()
@@ -89,7 +89,7 @@ fn fault_check(e: &mut ClifEmitter, st: Value) {
 pub(crate) fn emit_load(e: &mut ClifEmitter, lin: Value, w: Width) -> Value {
     let merge = e.b.create_block();
     let v = e.b.append_block_param(merge, I64);
-    let (host, slow) = probe(e, lin, w, Kind::Read);
+    let (host, slow) = probe(e, lin, w.bytes() as u64, Kind::Read);
     let raw = e.b.ins().load(ty_of(w), guest_flags(), host, 0);
     let fast_v = if w == Width::Q {
         raw
@@ -122,7 +122,7 @@ pub(crate) fn emit_load(e: &mut ClifEmitter, lin: Value, w: Width) -> Value {
 /// Store the low `w` bytes of `v` at linear `lin`.
 pub(crate) fn emit_store(e: &mut ClifEmitter, lin: Value, w: Width, v: Value) {
     let merge = e.b.create_block();
-    let (host, slow) = probe(e, lin, w, Kind::Write);
+    let (host, slow) = probe(e, lin, w.bytes() as u64, Kind::Write);
     let narrow = if w == Width::Q {
         v
     } else {
@@ -143,6 +143,100 @@ pub(crate) fn emit_store(e: &mut ClifEmitter, lin: Value, w: Width, v: Value) {
         &[ctx, lin, bytes, v, adj],
     );
     fault_check(e, st);
+    e.b.ins().jump(merge, &[]);
+    e.b.seal_block(merge);
+    e.b.switch_to_block(merge);
+}
+
+/// Check that the `len` bytes at `lin` (crossing a page) can be written:
+/// a cold call that leaves the block when a page is not writable.
+pub(crate) fn emit_probe_write(e: &mut ClifEmitter, lin: Value, len: u64) {
+    e.called_slow_path = true;
+    let bytes = e.b.ins().iconst(I64, len as i64);
+    let pending = e.pending_count() as i64;
+    let adj = e.b.ins().iconst(I64, pending);
+    let ctx = e.ctx;
+    // Same shape as the load helper: (ctx, lin, bytes, adj) -> status.
+    let st = e.call_helper(
+        e.sigs.load,
+        runtime::probe_write_slow as *const (),
+        &[ctx, lin, bytes, adj],
+    );
+    fault_check(e, st);
+}
+
+/// The slow path of one 8-byte half: the runtime's load, leaving the block
+/// on a fault. Returns the value.
+fn load_half_slow(e: &mut ClifEmitter, lin: Value) -> Value {
+    let bytes = e.b.ins().iconst(I64, 8);
+    let pending = e.pending_count() as i64;
+    let adj = e.b.ins().iconst(I64, pending);
+    let ctx = e.ctx;
+    let st = e.call_helper(
+        e.sigs.load,
+        runtime::load_slow as *const (),
+        &[ctx, lin, bytes, adj],
+    );
+    fault_check(e, st);
+    e.b.ins()
+        .load(I64, MemFlagsData::trusted(), e.ctx, CTX_VALUE)
+}
+
+/// The slow path of one 8-byte half of a store.
+fn store_half_slow(e: &mut ClifEmitter, lin: Value, v: Value) {
+    let bytes = e.b.ins().iconst(I64, 8);
+    let pending = e.pending_count() as i64;
+    let adj = e.b.ins().iconst(I64, pending);
+    let ctx = e.ctx;
+    let st = e.call_helper(
+        e.sigs.store,
+        runtime::store_slow as *const (),
+        &[ctx, lin, bytes, v, adj],
+    );
+    fault_check(e, st);
+}
+
+/// Load 16 bytes at `lin` as (low, high) 8-byte halves: one TLB probe for
+/// the whole range (inside one page and a hit: two host loads), else the
+/// two 8-byte loads one after the other through the slow path, exactly
+/// as [`crate::emit::Emitter::load16`] defines them.
+pub(crate) fn emit_load16(e: &mut ClifEmitter, lin: Value) -> (Value, Value) {
+    let merge = e.b.create_block();
+    let lo = e.b.append_block_param(merge, I64);
+    let hi = e.b.append_block_param(merge, I64);
+    let (host, slow) = probe(e, lin, 16, Kind::Read);
+    let f_lo = e.b.ins().load(I64, guest_flags(), host, 0);
+    let f_hi = e.b.ins().load(I64, guest_flags(), host, 8);
+    e.b.ins()
+        .jump(merge, &[BlockArg::Value(f_lo), BlockArg::Value(f_hi)]);
+
+    e.b.switch_to_block(slow);
+    e.called_slow_path = true;
+    let s_lo = load_half_slow(e, lin);
+    let lin8 = e.b.ins().iadd_imm_s(lin, 8);
+    let s_hi = load_half_slow(e, lin8);
+    e.b.ins()
+        .jump(merge, &[BlockArg::Value(s_lo), BlockArg::Value(s_hi)]);
+    e.b.seal_block(merge);
+    e.b.switch_to_block(merge);
+    (lo, hi)
+}
+
+/// Store 16 bytes at `lin` as two 8-byte halves, with one TLB probe for
+/// the whole range; the slow path is the two stores one after the other
+/// ([`crate::emit::Emitter::store16`]).
+pub(crate) fn emit_store16(e: &mut ClifEmitter, lin: Value, lo: Value, hi: Value) {
+    let merge = e.b.create_block();
+    let (host, slow) = probe(e, lin, 16, Kind::Write);
+    e.b.ins().store(guest_flags(), lo, host, 0);
+    e.b.ins().store(guest_flags(), hi, host, 8);
+    e.b.ins().jump(merge, &[]);
+
+    e.b.switch_to_block(slow);
+    e.called_slow_path = true;
+    store_half_slow(e, lin, lo);
+    let lin8 = e.b.ins().iadd_imm_s(lin, 8);
+    store_half_slow(e, lin8, hi);
     e.b.ins().jump(merge, &[]);
     e.b.seal_block(merge);
     e.b.switch_to_block(merge);

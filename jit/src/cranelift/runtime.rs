@@ -7,7 +7,7 @@
 //! through compiled frames); a guest fault is a value stored in the context.
 
 use crate::block::Insn;
-use crate::emit::{Stop, Width};
+use crate::emit::{Emitter, Stop, Width};
 use crate::exception::Exception;
 use crate::flags::{self, Cond};
 use crate::interp::{mask_ip, Interp};
@@ -112,6 +112,25 @@ pub unsafe extern "C" fn store_slow(
             (*ctx).fault = Some(ex);
             FAULTED
         }
+    }
+}
+
+/// Check that the `bytes` bytes at `lin` can all be written
+/// ([`Emitter::probe_write`], the interpreter's definition). Returns [`OK`]
+/// or [`FAULTED`].
+///
+/// # Safety
+/// Called only by compiled code with the context it was given.
+pub unsafe extern "C" fn probe_write_slow(ctx: *mut JitCtx, lin: u64, bytes: u64, adj: u64) -> u64 {
+    let r = with_exact_icount(ctx, adj, |cx| cx.probe_write(lin, bytes.clamp(1, 4096)));
+    match r {
+        Ok(()) => OK,
+        Err(Stop::Fault(ex)) => {
+            (*ctx).fault = Some(ex);
+            FAULTED
+        }
+        // A probe never restarts.
+        Err(Stop::Restart) => OK,
     }
 }
 

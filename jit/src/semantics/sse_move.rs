@@ -4,18 +4,21 @@
 //! PMOVMSKB).
 
 use super::operand::{ea, get, linear, opnd, read, seg_of, write};
-use super::sse::{check, is_xmm, mem_addr, probe_store, read128, store128, xreg};
-use crate::block::{Insn, InterpFn};
+use super::sse::{
+    avail, check, is_xmm, mem_lin, probe_store, read_x, store_x, xget, xreg, xset, X,
+};
+use super::Sem;
+use crate::block::Insn;
 use crate::emit::{Emitter, SemResult, Width};
 use crate::interp::Interp;
-use crate::sse::vec::{hi, join, lane, lo};
+use crate::sse::vec::lane;
 use crate::state::{Gpr, Seg};
 use iced_x86::{Instruction, Mnemonic, OpKind};
 
 /// MOVD/MOVQ between an XMM register and a GPR, memory or another XMM
 /// register. Writes to an XMM register zero the rest of it.
-fn movdq(cx: &mut Interp, insn: &Insn) -> SemResult {
-    check(cx)?;
+fn movdq<E: Emitter>(e: &mut E, insn: &Insn) -> SemResult {
+    avail(e)?;
     let w = if insn.i.mnemonic() == Mnemonic::Movd {
         Width::D
     } else {
@@ -23,110 +26,114 @@ fn movdq(cx: &mut Interp, insn: &Insn) -> SemResult {
     };
     if is_xmm(insn, 0) {
         let v = if is_xmm(insn, 1) {
-            cx.cpu.xmm[xreg(insn, 1)] as u64
+            e.xmm(xreg(insn, 1), false)
         } else {
-            let o = opnd(cx, insn, 1);
-            read(cx, &o)?
+            let o = opnd(e, insn, 1);
+            read(e, &o)?
         };
-        cx.cpu.xmm[xreg(insn, 0)] = (v & w.mask()) as u128;
+        let lo = e.zext(v, w);
+        let hi = e.imm(0);
+        xset(e, xreg(insn, 0), X { lo, hi });
         return Ok(());
     }
-    let v = cx.cpu.xmm[xreg(insn, 1)] as u64 & w.mask();
-    let o = opnd(cx, insn, 0);
-    write(cx, &o, v)
+    let v = e.xmm(xreg(insn, 1), false);
+    let v = e.zext(v, w);
+    let o = opnd(e, insn, 0);
+    write(e, &o, v)
 }
 
 /// 128-bit moves: MOVDQA/MOVDQU/MOVAPS/MOVUPS/MOVAPD/MOVUPD and the
 /// non-temporal stores (cache hints have no effect here).
-fn mov128(cx: &mut Interp, insn: &Insn) -> SemResult {
-    check(cx)?;
+fn mov128<E: Emitter>(e: &mut E, insn: &Insn) -> SemResult {
+    avail(e)?;
     if is_xmm(insn, 0) {
-        let v = read128(cx, insn, 1)?;
-        cx.cpu.xmm[xreg(insn, 0)] = v;
+        let v = read_x(e, insn, 1)?;
+        xset(e, xreg(insn, 0), v);
         return Ok(());
     }
-    let lin = mem_addr(cx, insn)?;
-    store128(cx, lin, cx.cpu.xmm[xreg(insn, 1)])
+    let lin = mem_lin(e, insn)?;
+    let v = xget(e, xreg(insn, 1));
+    let aligned = !matches!(
+        insn.i.mnemonic(),
+        Mnemonic::Movdqu | Mnemonic::Movups | Mnemonic::Movupd
+    );
+    store_x(e, lin, v, !aligned)
 }
 
 /// MOVSS/MOVSD: register to register merges the low lane; a load zeroes
 /// the rest of the register; a store writes the low lane.
-fn movs_scalar(cx: &mut Interp, insn: &Insn) -> SemResult {
-    check(cx)?;
+fn movs_scalar<E: Emitter>(e: &mut E, insn: &Insn) -> SemResult {
+    avail(e)?;
     let w = if insn.i.mnemonic() == Mnemonic::Movss {
         Width::D
     } else {
         Width::Q
     };
-    let m = w.mask() as u128;
     if is_xmm(insn, 0) && is_xmm(insn, 1) {
-        let s = cx.cpu.xmm[xreg(insn, 1)] & m;
-        let d = &mut cx.cpu.xmm[xreg(insn, 0)];
-        *d = (*d & !m) | s;
+        let s = e.xmm(xreg(insn, 1), false);
+        let s = e.zext(s, w);
+        let d = e.xmm(xreg(insn, 0), false);
+        let keep = e.and_imm(d, !w.mask());
+        let v = e.or(keep, s);
+        e.set_xmm(xreg(insn, 0), false, v);
     } else if is_xmm(insn, 0) {
-        let lin = ea(cx, &insn.i);
-        let v = cx.load(lin, w)?;
-        cx.cpu.xmm[xreg(insn, 0)] = v as u128;
+        let lin = ea(e, &insn.i);
+        let lo = e.load(lin, w)?;
+        let hi = e.imm(0);
+        xset(e, xreg(insn, 0), X { lo, hi });
     } else {
-        let lin = ea(cx, &insn.i);
-        let v = cx.cpu.xmm[xreg(insn, 1)] as u64 & w.mask();
-        cx.store(lin, w, v)?;
+        let lin = ea(e, &insn.i);
+        let v = e.xmm(xreg(insn, 1), false);
+        e.store(lin, w, v)?;
     }
     Ok(())
 }
 
 /// MOVLPS/MOVLPD (`high == false`) and MOVHPS/MOVHPD: load one half of the
 /// register from m64, or store it.
-fn mov_half(cx: &mut Interp, insn: &Insn, high: bool) -> SemResult {
-    check(cx)?;
-    let lin = ea(cx, &insn.i);
+fn mov_half<E: Emitter>(e: &mut E, insn: &Insn, high: bool) -> SemResult {
+    avail(e)?;
+    let lin = ea(e, &insn.i);
     if is_xmm(insn, 0) {
-        let v = cx.load(lin, Width::Q)?;
-        let d = &mut cx.cpu.xmm[xreg(insn, 0)];
-        *d = if high {
-            join(lo(*d), v)
-        } else {
-            join(v, hi(*d))
-        };
+        let v = e.load(lin, Width::Q)?;
+        e.set_xmm(xreg(insn, 0), high, v);
         return Ok(());
     }
-    let s = cx.cpu.xmm[xreg(insn, 1)];
-    cx.store(lin, Width::Q, if high { hi(s) } else { lo(s) })
+    let v = e.xmm(xreg(insn, 1), high);
+    e.store(lin, Width::Q, v)
 }
 
-fn movlp(cx: &mut Interp, insn: &Insn) -> SemResult {
-    mov_half(cx, insn, false)
+fn movlp<E: Emitter>(e: &mut E, insn: &Insn) -> SemResult {
+    mov_half(e, insn, false)
 }
 
-fn movhp(cx: &mut Interp, insn: &Insn) -> SemResult {
-    mov_half(cx, insn, true)
+fn movhp<E: Emitter>(e: &mut E, insn: &Insn) -> SemResult {
+    mov_half(e, insn, true)
 }
 
 /// MOVHLPS: low half of the destination = high half of the source.
-fn movhlps(cx: &mut Interp, insn: &Insn) -> SemResult {
-    check(cx)?;
-    let s = cx.cpu.xmm[xreg(insn, 1)];
-    let d = &mut cx.cpu.xmm[xreg(insn, 0)];
-    *d = join(hi(s), hi(*d));
+fn movhlps<E: Emitter>(e: &mut E, insn: &Insn) -> SemResult {
+    avail(e)?;
+    let v = e.xmm(xreg(insn, 1), true);
+    e.set_xmm(xreg(insn, 0), false, v);
     Ok(())
 }
 
 /// MOVLHPS: high half of the destination = low half of the source.
-fn movlhps(cx: &mut Interp, insn: &Insn) -> SemResult {
-    check(cx)?;
-    let s = cx.cpu.xmm[xreg(insn, 1)];
-    let d = &mut cx.cpu.xmm[xreg(insn, 0)];
-    *d = join(lo(*d), lo(s));
+fn movlhps<E: Emitter>(e: &mut E, insn: &Insn) -> SemResult {
+    avail(e)?;
+    let v = e.xmm(xreg(insn, 1), false);
+    e.set_xmm(xreg(insn, 0), true, v);
     Ok(())
 }
 
 /// MOVNTI: a plain GPR store (the hint changes nothing observable). It is
 /// an integer instruction: no CR0/CR4 checks.
-fn movnti(cx: &mut Interp, insn: &Insn) -> SemResult {
-    let s = opnd(cx, insn, 1);
-    let v = read(cx, &s)?;
-    let d = opnd(cx, insn, 0);
-    write(cx, &d, v)
+fn movnti<E: Emitter>(e: &mut E, insn: &Insn) -> SemResult {
+    let s = opnd(e, insn, 1);
+    let v = read(e, &s)?;
+    let d = opnd(e, insn, 0);
+    write(e, &d, v)
 }
 
 /// Gather the sign bit of each `bits`-wide lane of the source into a GPR
@@ -182,13 +189,14 @@ fn maskmovdqu(cx: &mut Interp, insn: &Insn) -> SemResult {
     Ok(())
 }
 
-/// The helper for `i`, if it is a move of this family.
-pub fn lookup(i: &Instruction) -> Option<InterpFn> {
+/// The semantics of `i`, if it is a move of this family.
+pub fn lookup<E: Emitter>(i: &Instruction) -> Option<Sem<E>> {
     use Mnemonic as M;
+    use Sem::{Emit, Helper};
     let xmm_op =
         |n: u32| i.op_kind(n) == OpKind::Register && super::sse::xmm_of(i.op_register(n)).is_some();
     Some(match i.mnemonic() {
-        M::Movd | M::Movq if xmm_op(0) || xmm_op(1) => movdq,
+        M::Movd | M::Movq if xmm_op(0) || xmm_op(1) => Emit(movdq),
         M::Movdqa
         | M::Movdqu
         | M::Movaps
@@ -197,18 +205,18 @@ pub fn lookup(i: &Instruction) -> Option<InterpFn> {
         | M::Movupd
         | M::Movntdq
         | M::Movntps
-        | M::Movntpd => mov128,
-        M::Movss => movs_scalar,
-        M::Movsd if xmm_op(0) || xmm_op(1) => movs_scalar,
-        M::Movlps | M::Movlpd => movlp,
-        M::Movhps | M::Movhpd => movhp,
-        M::Movhlps => movhlps,
-        M::Movlhps => movlhps,
-        M::Movnti => movnti,
-        M::Movmskps => movmskps,
-        M::Movmskpd => movmskpd,
-        M::Pmovmskb => pmovmskb,
-        M::Maskmovdqu => maskmovdqu,
+        | M::Movntpd => Emit(mov128),
+        M::Movss => Emit(movs_scalar),
+        M::Movsd if xmm_op(0) || xmm_op(1) => Emit(movs_scalar),
+        M::Movlps | M::Movlpd => Emit(movlp),
+        M::Movhps | M::Movhpd => Emit(movhp),
+        M::Movhlps => Emit(movhlps),
+        M::Movlhps => Emit(movlhps),
+        M::Movnti => Emit(movnti),
+        M::Movmskps => Helper(movmskps),
+        M::Movmskpd => Helper(movmskpd),
+        M::Pmovmskb => Helper(pmovmskb),
+        M::Maskmovdqu => Helper(maskmovdqu),
         _ => return None,
     })
 }

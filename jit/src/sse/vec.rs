@@ -2,7 +2,7 @@
 
 /// Mask of a `bits`-wide lane (8, 16, 32 or 64).
 #[inline(always)]
-pub fn lane_mask(bits: u32) -> u64 {
+pub const fn lane_mask(bits: u32) -> u64 {
     u64::MAX >> (64 - bits)
 }
 
