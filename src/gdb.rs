@@ -7,21 +7,30 @@
 //! the [`Target`] methods below on the [`Machine`] itself. `c` and `s`
 //! only set how the machine goes on; the run loop does the running:
 //!
-//! - single-step: a budget of 1 instruction, paused at the next loop top;
+//! - single-step: the machine runs until one instruction retired (an
+//!   interrupt delivered on the way does not stop it, as in QEMU's replay
+//!   mode), paused at the next loop top;
 //! - breakpoints (`break`, `hbreak`: Z0 and Z1): while any is set the
 //!   machine runs with a budget of 1 and compares RIP after each step.
 //!   Slow (every instruction goes through the run loop) but exact, and the
 //!   guest's memory is never patched;
-//! - Ctrl-C: the machine pauses at the next loop top.
+//! - Ctrl-C: the machine pauses at the next loop top;
+//! - watchpoints (`watch`, `rwatch`, `awatch`: Z2–Z4), any number and
+//!   length: the engine keeps their pages out of the soft TLB, checks
+//!   every access to them on the slow path and ends its run after the
+//!   instruction that hit one (`cjemu_jit::watchpoint`), so the guest runs
+//!   at full speed elsewhere;
+//! - reverse-stepi / reverse-continue while replaying
+//!   ([`crate::time_travel`]).
 //!
-//! Watchpoints (Z2–Z4) are not implemented. Memory is read and written by
-//! linear address through the guest's page tables, walked here read-only
+//! Memory is read and written by linear address through the guest's page tables, walked here read-only
 //! (no accessed/dirty bits set, no fault raised in the guest).
 
 use crate::machine::Machine;
 use crate::monitor::{Exec, PauseCause};
 use cjemu_jit::memory::{GuestMemory, GuestPhysAddr};
 use cjemu_jit::state::{cr0, cr4, efer};
+use cjemu_jit::watchpoint::{Watch, WatchKind};
 use cjemu_jit::{CpuState, Gpr, Seg};
 use gdbstub::arch::{Arch, Registers};
 use gdbstub::common::Signal;
@@ -37,7 +46,8 @@ use gdbstub::target::ext::base::singlethread::{
 };
 use gdbstub::target::ext::base::BaseOps;
 use gdbstub::target::ext::breakpoints::{
-    Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, SwBreakpoint, SwBreakpointOps,
+    Breakpoints, BreakpointsOps, HwBreakpoint, HwBreakpointOps, HwWatchpoint, HwWatchpointOps,
+    SwBreakpoint, SwBreakpointOps, WatchKind as GdbWatchKind,
 };
 use gdbstub::target::ext::monitor_cmd::{ConsoleOutput, MonitorCmd, MonitorCmdOps};
 use gdbstub::target::{Target, TargetError, TargetResult};
@@ -456,6 +466,55 @@ impl Breakpoints for Machine {
     fn support_hw_breakpoint(&mut self) -> Option<HwBreakpointOps<'_, Self>> {
         Some(self)
     }
+
+    fn support_hw_watchpoint(&mut self) -> Option<HwWatchpointOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+/// gdb's watchpoint kinds in the engine's terms.
+fn watch_of(addr: u64, len: u64, kind: GdbWatchKind) -> Watch {
+    let kind = match kind {
+        GdbWatchKind::Write => WatchKind::Write,
+        GdbWatchKind::Read => WatchKind::Read,
+        GdbWatchKind::ReadWrite => WatchKind::Access,
+    };
+    Watch {
+        addr,
+        len: len.max(1),
+        kind,
+    }
+}
+
+/// `watch`, `rwatch`, `awatch`: any length and number (the engine checks
+/// ranges, not the four debug registers).
+impl HwWatchpoint for Machine {
+    fn add_hw_watchpoint(
+        &mut self,
+        addr: u64,
+        len: u64,
+        kind: GdbWatchKind,
+    ) -> TargetResult<bool, Self> {
+        let w = watch_of(addr, len, kind);
+        if !self.control.watches.contains(&w) {
+            self.control.watches.push(w);
+            self.apply_watchpoints();
+        }
+        Ok(true)
+    }
+
+    fn remove_hw_watchpoint(
+        &mut self,
+        addr: u64,
+        len: u64,
+        kind: GdbWatchKind,
+    ) -> TargetResult<bool, Self> {
+        let w = watch_of(addr, len, kind);
+        let before = self.control.watches.len();
+        self.control.watches.retain(|x| *x != w);
+        self.apply_watchpoints();
+        Ok(self.control.watches.len() != before)
+    }
 }
 
 impl SwBreakpoint for Machine {
@@ -604,6 +663,9 @@ fn detach(m: &mut Machine, why: DisconnectReason) -> Option<Sm> {
     let c = &mut m.control;
     c.sw_breaks.clear();
     c.hw_breaks.clear();
+    c.watches.clear();
+    m.apply_watchpoints();
+    let c = &mut m.control;
     c.exec = Exec::Run;
     if why == DisconnectReason::Kill {
         c.quit = true;
@@ -615,6 +677,15 @@ fn detach(m: &mut Machine, why: DisconnectReason) -> Option<Sm> {
 pub fn report_stop(m: &mut Machine, cause: PauseCause) {
     let reason = match cause {
         PauseCause::Step | PauseCause::ReverseStep => SingleThreadStopReason::DoneStep,
+        PauseCause::Watch(hit) => SingleThreadStopReason::Watch {
+            tid: (),
+            kind: match (hit.watch.kind, hit.write) {
+                (WatchKind::Write, _) => GdbWatchKind::Write,
+                (WatchKind::Read, _) => GdbWatchKind::Read,
+                (WatchKind::Access, _) => GdbWatchKind::ReadWrite,
+            },
+            addr: hit.watch.addr,
+        },
         PauseCause::HistoryStart => SingleThreadStopReason::ReplayLog {
             tid: None,
             pos: ReplayLogPosition::Begin,

@@ -245,7 +245,19 @@ impl Machine {
         let cpu = self.engine.cpu_mut();
         *cpu = cpu.power_on_keeping_clock();
         self.engine.flush_tlb();
+        self.apply_watchpoints();
         self.pc.borrow_mut().reset();
+    }
+
+    /// Hand the debugger's watchpoints to the engine (after a change, and
+    /// after the CPU state was replaced: reset, snapshot load).
+    pub fn apply_watchpoints(&mut self) {
+        let watches = self.control.watches.clone();
+        let tlb = &mut self.engine.cpu_mut().tlb;
+        tlb.watch.set(watches);
+        // Pages now watched must leave the TLB; pages no longer watched may
+        // come back.
+        tlb.flush_all();
     }
 
     /// The machine's hardware as (name, value) pairs, in a fixed order:
@@ -348,6 +360,7 @@ impl Machine {
         self.delivered_at = (u64::MAX, 0);
         self.stop = None;
         self.last_snapshot = Some(icount);
+        self.apply_watchpoints();
     }
 
     /// Live inputs to COM1 (recorded when recording), and a checkpoint if

@@ -23,6 +23,7 @@
 use crate::machine::Machine;
 use crate::record_replay::Journal;
 use crate::status::{Error, Outcome};
+use cjemu_jit::watchpoint::{Watch, WatchHit};
 use cjemu_jit::{CpuState, Gpr, Seg};
 use cjemu_replay::replay_log::StopReason;
 use std::collections::BTreeSet;
@@ -88,6 +89,8 @@ pub enum PauseCause {
     HistoryStart,
     /// The monitor's `replay-seek` or `replay-break` arrived.
     Seek,
+    /// An access hit a data watchpoint.
+    Watch(WatchHit),
 }
 
 /// The debugger side of the machine.
@@ -101,6 +104,9 @@ pub struct Control {
     /// gdb's breakpoints (RIP values).
     pub sw_breaks: BTreeSet<u64>,
     pub hw_breaks: BTreeSet<u64>,
+    /// gdb's watchpoints (the engine checks them:
+    /// [`Machine::apply_watchpoints`]).
+    pub watches: Vec<Watch>,
     /// Where the machine last resumed: a breakpoint there is not hit again
     /// before the guest moves on.
     resume_from: Option<(u64, u64)>,
@@ -128,6 +134,7 @@ impl Default for Control {
             pause_req: None,
             sw_breaks: BTreeSet::new(),
             hw_breaks: BTreeSet::new(),
+            watches: Vec::new(),
             resume_from: None,
             gdb: None,
             monitor: None,
@@ -171,7 +178,9 @@ impl Control {
     pub fn budget_limit(&self, icount: u64) -> Option<u64> {
         if let Some(t) = self.travel {
             // Breakpoints and steps wait for the travel's end.
-            let breaks = !self.sw_breaks.is_empty() || !self.hw_breaks.is_empty();
+            let breaks = !self.sw_breaks.is_empty()
+                || !self.hw_breaks.is_empty()
+                || !self.watches.is_empty();
             if (t.every_insn && breaks) || icount >= t.to {
                 return Some(1);
             }
@@ -218,6 +227,9 @@ impl Control {
 
 /// Why to pause at this loop top, if at all.
 fn pause_due(m: &mut Machine) -> Option<PauseCause> {
+    if let Some(hit) = m.engine.cpu_mut().tlb.watch.take_hit() {
+        return Some(PauseCause::Watch(hit));
+    }
     let (icount, rip) = (m.engine.cpu().icount, m.engine.cpu().rip);
     let c = &mut m.control;
     if c.stop_at.is_some_and(|n| icount >= n) {

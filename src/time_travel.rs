@@ -21,9 +21,10 @@
 //!   moment a forward `stepi` from there would have stopped (a forward step
 //!   runs until one instruction retired, as QEMU's does in replay mode).
 //! - `reverse-continue` scans the segment between the latest snapshot and
-//!   now for the last breakpoint hit (with breakpoints set the run loop
-//!   stops at every instruction), then the segment before, and so on; it
-//!   goes to the last hit, or to the start of the history.
+//!   now for the last breakpoint or watchpoint hit (with breakpoints set
+//!   the run loop stops at every instruction; a watchpoint hit ends the
+//!   engine's run by itself), then the segment before, and so on; it goes
+//!   to the last hit, or to the start of the history.
 //!
 //! Serial output produced again while re-running what already ran is not
 //! shown twice: the machine mutes its serial sinks below the furthest count
@@ -180,16 +181,25 @@ fn run_to(
     });
     let mut scan = scan;
     let start = m.position();
+    let mut before = start;
     let end = loop {
         note_progress(m);
         let p = m.position();
+        // A watchpoint hit by the instruction run since the last loop top
+        // (scans stop at every instruction): going back, the machine stops
+        // before that instruction, as gdb expects in reverse.
+        let watched = m.engine.cpu_mut().tlb.watch.take_hit();
         if let Some((hits, inclusive)) = scan.as_mut() {
+            if let Some(hit) = watched {
+                hits.push((before, PauseCause::Watch(hit)));
+            }
             if p != start && (p < to || (*inclusive && p == to)) {
                 if let Some(cause) = m.control.breakpoint_at(m.engine.cpu().rip) {
                     hits.push((p, cause));
                 }
             }
         }
+        before = p;
         if p.icount > to.icount || (p.icount == to.icount && p.delivered >= to.delivered) {
             break if p.icount == to.icount {
                 Ok(Arrival::At)

@@ -454,3 +454,126 @@ fn reverse_stepi_and_reverse_continue_in_a_replay() {
         text(&o)
     );
 }
+
+/// The lines gdb prints for a watchpoint hit (`Old value = …`,
+/// `New value = …`, `Value = …`), in order.
+fn watch_lines(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| {
+            l.starts_with("Old value") || l.starts_with("New value") || l.starts_with("Value")
+        })
+        .map(String::from)
+        .collect()
+}
+
+/// `watch` and `rwatch` on the echo guest's tick counter: the same stops,
+/// values and PCs as QEMU's (its PIT runs on another clock, but the
+/// counter's values and the instructions touching it are the guest's).
+#[test]
+fn watchpoints_stop_after_the_access_as_under_qemu() {
+    let kernel = build_c("rr_ticks_echo");
+    let ticks = symbol(&kernel, "pit_ticks");
+    let var = format!("*(unsigned int *){ticks:#x}");
+    let cmds = [
+        format!("watch {var}"),
+        "continue".into(),
+        "p/x $pc".into(),
+        "continue".into(),
+        "p/x $pc".into(),
+        format!("rwatch {var}"),
+        "delete 1".into(),
+        "continue".into(),
+        "p/x $pc".into(),
+        "kill".into(),
+    ];
+    let run = |program: &str| {
+        let port = free_port();
+        let mut c = start(program, &kernel, port, &["-append", "ticks=40"]);
+        let o = gdb(port, &cmds);
+        let _ = c.kill();
+        let _ = c.wait();
+        o
+    };
+    let q = run(QEMU);
+    let want = (printed(&q), watch_lines(&q));
+    assert_eq!(want.0.len(), 3, "QEMU's session:\n{}", text(&q));
+    assert_eq!(want.1.len(), 5, "QEMU's session:\n{}", text(&q));
+    let o = run(env!("CARGO_BIN_EXE_cjemu"));
+    assert_eq!(
+        (printed(&o), watch_lines(&o)),
+        want,
+        "cjemu's session:\n{}",
+        text(&o)
+    );
+}
+
+/// `reverse-continue` with a write watchpoint in a replay stops before
+/// each earlier write, newest first (gdb shows the counter going back
+/// 3 → 2 → 1 → 0, at the writing instruction), then at the start.
+#[test]
+fn reverse_continue_stops_at_earlier_writes_to_a_watched_variable() {
+    let kernel = build_c("rr_ticks_echo");
+    let ticks = symbol(&kernel, "pit_ticks");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gdb-reverse-watch");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("rec.log");
+    let base = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cjemu"));
+        c.arg("-kernel")
+            .arg(&kernel)
+            .args(["-append", "ticks=40", "-serial", "null"]);
+        c
+    };
+    let rec = base().arg("--record").arg(&log).output().unwrap();
+    assert_eq!(rec.status.code(), Some(0x67));
+    let port = free_port();
+    let child = base()
+        .arg("--replay")
+        .arg(&log)
+        .args([
+            "--snapshot-every",
+            "600",
+            "-S",
+            "-gdb",
+            &format!("tcp::{port}"),
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut cmds = vec![format!("watch *(unsigned int *){ticks:#x}")];
+    for _ in 0..3 {
+        cmds.push("continue".into());
+        cmds.push("p/x $pc".into());
+    }
+    for _ in 0..4 {
+        cmds.push("reverse-continue".into());
+        cmds.push("p/x $pc".into());
+    }
+    cmds.push("kill".into());
+    let o = gdb(port, &cmds);
+    let _ = child.wait_with_output();
+    let pcs = printed(&o);
+    assert_eq!(pcs.len(), 7, "{}", text(&o));
+    let after = pcs[0];
+    assert!(pcs[..3].iter().all(|&p| p == after), "{}", text(&o));
+    let write = pcs[3];
+    assert!(
+        write < after && after - write <= 15,
+        "the writing instruction: {}",
+        text(&o)
+    );
+    assert_eq!(&pcs[3..6], &[write; 3], "{}", text(&o));
+    let lines = watch_lines(&o);
+    let news: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("New value = "))
+        .collect();
+    assert_eq!(news, ["1", "2", "3", "2", "1", "0"], "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("No more reverse-execution history"),
+        "{}",
+        text(&o)
+    );
+}

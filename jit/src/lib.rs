@@ -38,6 +38,7 @@ pub mod setup;
 pub mod soft_tlb;
 pub mod sse;
 pub mod state;
+pub mod watchpoint;
 pub mod x87;
 
 pub use engine::{Accel, Engine, EngineConfig, Exit};

@@ -244,10 +244,26 @@ fn translate_and_fill(
             if mem.is_code_page(phys_page.page()) {
                 perms.write = false;
             }
-            cpu.tlb.fill(lin, host, perms);
+            if cpu.tlb.watch.is_empty() || cpu.tlb.watch.page_cacheable(lin & !PAGE_MASK) {
+                cpu.tlb.fill(lin, host, perms);
+            }
         }
     }
     Ok(t.phys)
+}
+
+/// A slow-path access to `lin`, translated: with watchpoints set, a hit
+/// ends the block after this instruction, so the run loop sees it at the
+/// exact count.
+#[inline(always)]
+fn note_watched(cpu: &mut CpuState, lin: u64, len: u64, write: bool) {
+    if cpu.tlb.watch.is_empty() {
+        return;
+    }
+    cpu.tlb.watch.note(lin, len, write);
+    if cpu.tlb.watch.has_hit() {
+        cpu.exit_req |= exit_req::DEVICE | exit_req::END_BLOCK;
+    }
 }
 
 fn check_canonical(cpu: &CpuState, lin: u64) -> Result<(), Exception> {
@@ -310,6 +326,7 @@ pub fn read_slow(
     let n = w.bytes() as u64;
     if (lin & PAGE_MASK) + n <= 0x1000 {
         let phys = translate_and_fill(cpu, mem, lin, Access::Read)?;
+        note_watched(cpu, lin, n, false);
         return Ok(phys_read(cpu, mem, io, phys, w));
     }
     // Crosses a page: translate both pages first, then read byte by byte.
@@ -317,6 +334,7 @@ pub fn read_slow(
     check_canonical(cpu, second)?;
     let p1 = translate_and_fill(cpu, mem, lin, Access::Read)?;
     let p2 = translate_and_fill(cpu, mem, second, Access::Read)?;
+    note_watched(cpu, lin, n, false);
     let first_len = 0x1000 - (lin & PAGE_MASK);
     let mut v = 0u64;
     for i in 0..n {
@@ -344,6 +362,7 @@ pub fn write_slow(
     let n = w.bytes() as u64;
     if (lin & PAGE_MASK) + n <= 0x1000 {
         let phys = translate_and_fill(cpu, mem, lin, Access::Write)?;
+        note_watched(cpu, lin, n, true);
         phys_write(cpu, mem, io, phys, w, v);
         return Ok(());
     }
@@ -351,6 +370,7 @@ pub fn write_slow(
     check_canonical(cpu, second)?;
     let p1 = translate_and_fill(cpu, mem, lin, Access::Write)?;
     let p2 = translate_and_fill(cpu, mem, second, Access::Write)?;
+    note_watched(cpu, lin, n, true);
     let first_len = 0x1000 - (lin & PAGE_MASK);
     for i in 0..n {
         let p = if i < first_len {
