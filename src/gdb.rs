@@ -690,6 +690,10 @@ pub fn report_stop(m: &mut Machine, cause: PauseCause) {
             tid: None,
             pos: ReplayLogPosition::Begin,
         },
+        PauseCause::HistoryEnd => SingleThreadStopReason::ReplayLog {
+            tid: None,
+            pos: ReplayLogPosition::End,
+        },
         PauseCause::SwBreak => SingleThreadStopReason::SwBreak(()),
         PauseCause::HwBreak => SingleThreadStopReason::HwBreak(()),
         PauseCause::GdbInterrupt
@@ -724,6 +728,11 @@ fn report(m: &mut Machine, reason: SingleThreadStopReason<u64>) {
         let _ = conn(sm).flush();
     }
     m.control.gdb = Some(g);
+}
+
+/// Is a gdb connected now?
+pub fn attached(m: &Machine) -> bool {
+    m.control.gdb.as_ref().is_some_and(|g| g.sm.is_some())
 }
 
 /// Does a gdb session or listener exist (someone may resume a pause)?

@@ -647,7 +647,10 @@ impl Machine {
                 break o;
             }
             if let Some(o) = self.iterate()? {
-                break o;
+                match crate::monitor::at_history_end(self, o)? {
+                    Some(o) => break o,
+                    None => continue, // a debugger went back in time
+                }
             }
         };
         self.pc.borrow().flush();

@@ -87,6 +87,8 @@ pub enum PauseCause {
     ReverseStep,
     /// A reverse move found nothing earlier: the start of the history.
     HistoryStart,
+    /// A replay reached the end of its recording.
+    HistoryEnd,
     /// The monitor's `replay-seek` or `replay-break` arrived.
     Seek,
     /// An access hit a data watchpoint.
@@ -284,7 +286,15 @@ pub fn pause_point(m: &mut Machine) -> Result<Option<Outcome>, Error> {
         eprint!("{}", info_registers(m.engine.cpu()));
         return Ok(end_run(m));
     }
+    Ok(paused(m, why)?.0)
+}
+
+/// Paused for `why` until resumed, carrying out the reverse moves and
+/// seeks asked for meanwhile. Returns the run's end if it ends here, and
+/// whether the machine moved in time.
+fn paused(m: &mut Machine, why: PauseCause) -> Result<(Option<Outcome>, bool), Error> {
     let mut why = why;
+    let mut travelled = false;
     loop {
         let icount = m.engine.cpu().icount;
         log::info!("paused at icount {icount} ({why:?})");
@@ -296,21 +306,51 @@ pub fn pause_point(m: &mut Machine) -> Result<Option<Outcome>, Error> {
             if crate::signals::pending() {
                 m.control.quit = true;
             }
+            if why == PauseCause::HistoryEnd && !attached(m) {
+                // Nobody is left to go back: the run ends.
+                m.control.exec = Exec::Run;
+            }
         }
         if m.control.quit {
-            return Ok(end_run(m));
+            return Ok((end_run(m), travelled));
         }
         match travel(m)? {
             Some(Ok(cause)) => why = cause,
-            Some(Err(outcome)) => return Ok(Some(outcome)),
+            Some(Err(outcome)) => return Ok((Some(outcome), true)),
             None => break,
         }
+        travelled = true;
     }
     // A pause asked for while paused (gdb's Ctrl-C right after its `c`)
     // is kept: it takes effect at the next loop top.
     let c = m.engine.cpu();
     m.control.resume_from = Some((c.icount, c.rip));
-    Ok(None)
+    Ok((None, travelled))
+}
+
+/// A replay driven by a debugger reached the end of its recording (the
+/// guest's run ended with `outcome`): pause there, as QEMU does, so the
+/// debugger can go back. `None`: it went back, the run goes on from there;
+/// `Some`: the run ends.
+pub fn at_history_end(m: &mut Machine, outcome: Outcome) -> Result<Option<Outcome>, Error> {
+    if m.history.is_none() || !attached(m) {
+        return Ok(Some(outcome));
+    }
+    log::info!("the replay reached the end of its recording ({outcome:?})");
+    m.pc.borrow().flush();
+    match paused(m, PauseCause::HistoryEnd)? {
+        (end, true) => Ok(end),
+        (_, false) => Ok(Some(outcome)),
+    }
+}
+
+/// Is a debugger connected now (a gdb session or a monitor client)?
+fn attached(m: &Machine) -> bool {
+    m.control
+        .monitor
+        .as_ref()
+        .is_some_and(|mon| !mon.clients.is_empty())
+        || crate::gdb::attached(m)
 }
 
 /// Carry out a reverse move or a seek asked for while paused. `None`:

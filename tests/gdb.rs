@@ -323,6 +323,14 @@ fn attaching_pauses_a_running_guest_and_ctrl_c_stops_it_again() {
     assert_eq!(done.status.code(), Some(0), "kill ends the run with 0");
 }
 
+/// `icount: N` from `--stats`.
+fn stat_icount(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("icount: ")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no icount in {stderr}"))
+}
+
 /// `icount N` from the monitor's `info replay` answers gdb printed (on
 /// stderr in batch mode), in order.
 fn icounts(o: &Output) -> Vec<u64> {
@@ -356,7 +364,12 @@ fn reverse_stepi_and_reverse_continue_in_a_replay() {
             .args(["-append", "ticks=40", "-rtc", "base=2020-01-01"]);
         c
     };
-    let rec = base().arg("--record").arg(&log).output().unwrap();
+    let rec = base()
+        .arg("--record")
+        .arg(&log)
+        .arg("--stats")
+        .output()
+        .unwrap();
     assert_eq!(rec.status.code(), Some(0x67), "{:?}", rec);
 
     let port = free_port();
@@ -396,6 +409,14 @@ fn reverse_stepi_and_reverse_continue_in_a_replay() {
             "reverse-continue",
             "monitor info replay",
             "delete",
+            // To the end of the recording, where the replay pauses (gdb
+            // says there is no more history that way); back one
+            // instruction, then forward to the end and past it.
+            "continue",
+            "monitor info replay",
+            "reverse-stepi",
+            "monitor info replay",
+            "continue",
             "continue",
         ]
         .map(String::from),
@@ -415,16 +436,20 @@ fn reverse_stepi_and_reverse_continue_in_a_replay() {
     );
     assert_eq!(pcs[21], on_pit, "reverse-continue stops at the breakpoint");
     let counts = icounts(&o);
-    assert_eq!(counts.len(), 5, "{}", text(&o));
+    assert_eq!(counts.len(), 7, "{}", text(&o));
+    let total = stat_icount(&String::from_utf8_lossy(&rec.stderr));
+    assert_eq!(counts[5], total, "paused at the recording's end");
+    assert_eq!(counts[6], total - 1, "one back from the end");
     let (first_hit, second_hit) = (counts[0], counts[1]);
     assert!(first_hit < second_hit);
     assert_eq!(counts[2], second_hit, "10 steps forward, 10 back");
     assert_eq!(counts[3], first_hit, "reverse-continue finds the first hit");
     assert_eq!(counts[4], 0, "then the start of the history");
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        out.contains("No more reverse-execution history"),
-        "{}",
+    assert_eq!(
+        out.matches("No more reverse-execution history").count(),
+        3,
+        "the start, then the end twice: {}",
         text(&o)
     );
     let code = format!("exited with code 0{:o}", rec.status.code().unwrap());
