@@ -14,103 +14,37 @@
 //!
 //! `cargo bench --bench reverse`.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 use common::{guest_args, guest_kernel};
+#[path = "../tests/support/gdb_remote.rs"]
+mod gdb_remote;
+use gdb_remote::Rsp;
 
 /// Instructions between the snapshot and the reverse step's target.
 const DISTANCE: u64 = 100_000_000;
 /// intloop size: ~22,000 instructions per unit, so ~1.3·10^8 in all.
 const SIZE: u64 = 6_000;
 
-/// A minimal gdb remote-protocol client (acknowledged mode).
-struct Rsp {
-    s: TcpStream,
+/// The count `info replay` shows.
+fn icount(g: &mut Rsp) -> u64 {
+    let info = g.monitor("info replay");
+    info.lines()
+        .find_map(|l| l.strip_prefix("icount ")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no icount in {info}"))
 }
 
-impl Rsp {
-    fn connect(port: u16) -> Rsp {
-        for _ in 0..1000 {
-            if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
-                return Rsp { s };
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("the gdb stub never listened on {port}");
-    }
-
-    fn byte(&mut self) -> u8 {
-        let mut b = [0u8; 1];
-        self.s.read_exact(&mut b).expect("the stub answers");
-        b[0]
-    }
-
-    fn packet(&mut self) -> String {
-        while self.byte() != b'$' {}
-        let mut p = Vec::new();
-        loop {
-            match self.byte() {
-                b'#' => break,
-                b => p.push(b),
-            }
-        }
-        self.byte();
-        self.byte();
-        self.s.write_all(b"+").unwrap();
-        String::from_utf8_lossy(&p).into_owned()
-    }
-
-    fn send(&mut self, payload: &str) {
-        let sum = payload.bytes().fold(0u8, |a, b| a.wrapping_add(b));
-        self.s
-            .write_all(format!("${payload}#{sum:02x}").as_bytes())
-            .unwrap();
-        assert_eq!(self.byte(), b'+', "acknowledged");
-    }
-
-    /// `monitor CMD`: the console output.
-    fn monitor(&mut self, cmd: &str) -> String {
-        let hex: String = cmd.bytes().map(|b| format!("{b:02x}")).collect();
-        self.send(&format!("qRcmd,{hex}"));
-        let mut out = String::new();
-        loop {
-            let p = self.packet();
-            if p == "OK" {
-                return out;
-            }
-            match p.strip_prefix('O') {
-                Some(h) if !h.is_empty() => {
-                    let bytes: Vec<u8> = (0..h.len() / 2)
-                        .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
-                        .collect();
-                    out.push_str(&String::from_utf8_lossy(&bytes));
-                }
-                _ => panic!("monitor {cmd}: {p}"),
-            }
-        }
-    }
-
-    /// The count `info replay` shows.
-    fn icount(&mut self) -> u64 {
-        let info = self.monitor("info replay");
-        info.lines()
-            .find_map(|l| l.strip_prefix("icount ")?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no icount in {info}"))
-    }
-
-    /// A reverse step; its wall time.
-    fn reverse_step(&mut self) -> Duration {
-        let t = Instant::now();
-        self.send("bs");
-        let stop = self.packet();
-        let dt = t.elapsed();
-        assert!(stop.starts_with('S') || stop.starts_with('T'), "{stop}");
-        dt
-    }
+/// A reverse step (`bs`); its wall time.
+fn reverse_step(g: &mut Rsp) -> Duration {
+    let t = Instant::now();
+    g.send("bs");
+    let stop = g.packet();
+    let dt = t.elapsed();
+    assert!(stop.starts_with('S') || stop.starts_with('T'), "{stop}");
+    dt
 }
 
 fn main() {
@@ -142,18 +76,18 @@ fn main() {
         .stdout(Stdio::null())
         .spawn()
         .expect("cjemu runs");
-    let mut g = Rsp::connect(port);
+    let mut g = Rsp::connect(port, || child.try_wait().unwrap().is_none());
     g.send("?");
     g.packet();
     let target = DISTANCE + 1;
     let t = Instant::now();
     g.monitor(&format!("replay-seek {target}"));
-    assert_eq!(g.icount(), target, "the forward seek arrived");
+    assert_eq!(icount(&mut g), target, "the forward seek arrived");
     let forward = t.elapsed();
-    let back = g.reverse_step();
-    assert_eq!(g.icount(), DISTANCE, "one instruction back");
-    let again = g.reverse_step();
-    assert_eq!(g.icount(), DISTANCE - 1);
+    let back = reverse_step(&mut g);
+    assert_eq!(icount(&mut g), DISTANCE, "one instruction back");
+    let again = reverse_step(&mut g);
+    assert_eq!(icount(&mut g), DISTANCE - 1);
     let info = g.monitor("info replay");
     g.send("k");
     let _ = child.wait();

@@ -7,6 +7,8 @@
 //! exits through the debug-exit port with 0x10, status 0x21); addresses
 //! come from its ELF symbols (`nm`).
 
+#[path = "support/gdb_remote.rs"]
+mod gdb_remote;
 #[path = "kernels/harness.rs"]
 mod harness;
 
@@ -239,57 +241,6 @@ fn a_breakpoint_in_an_interrupt_handler_changes_nothing_the_guest_sees() {
     );
 }
 
-/// A bare remote-protocol client (acknowledged mode), for what gdb in
-/// batch mode cannot do on cue: Ctrl-C while the guest runs.
-struct Rsp {
-    s: std::net::TcpStream,
-}
-
-impl Rsp {
-    fn connect(port: u16, child: &mut std::process::Child) -> Rsp {
-        loop {
-            if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-                return Rsp { s };
-            }
-            assert!(child.try_wait().unwrap().is_none(), "cjemu ended early");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-    }
-
-    fn byte(&mut self) -> u8 {
-        use std::io::Read;
-        let mut b = [0u8; 1];
-        self.s.read_exact(&mut b).expect("the stub answers");
-        b[0]
-    }
-
-    /// The next packet's payload (acknowledged).
-    fn packet(&mut self) -> String {
-        use std::io::Write;
-        while self.byte() != b'$' {}
-        let mut p = Vec::new();
-        loop {
-            match self.byte() {
-                b'#' => break,
-                b => p.push(b),
-            }
-        }
-        self.byte();
-        self.byte();
-        self.s.write_all(b"+").unwrap();
-        String::from_utf8(p).unwrap()
-    }
-
-    fn send(&mut self, payload: &str) {
-        use std::io::Write;
-        let sum = payload.bytes().fold(0u8, |a, b| a.wrapping_add(b));
-        self.s
-            .write_all(format!("${payload}#{sum:02x}").as_bytes())
-            .unwrap();
-        assert_eq!(self.byte(), b'+', "acknowledged");
-    }
-}
-
 #[test]
 fn attaching_pauses_a_running_guest_and_ctrl_c_stops_it_again() {
     use std::io::Write;
@@ -306,7 +257,7 @@ fn attaching_pauses_a_running_guest_and_ctrl_c_stops_it_again() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut r = Rsp::connect(port, &mut child);
+    let mut r = gdb_remote::Rsp::connect(port, || child.try_wait().unwrap().is_none());
     r.send("?");
     let stop = r.packet();
     assert!(stop.starts_with('S') || stop.starts_with('T'), "{stop}");
@@ -321,6 +272,33 @@ fn attaching_pauses_a_running_guest_and_ctrl_c_stops_it_again() {
     r.send("k");
     let done = child.wait_with_output().unwrap();
     assert_eq!(done.status.code(), Some(0), "kill ends the run with 0");
+}
+
+/// The echo guest (`tests/kernels/rr_ticks_echo.c`, 40 PIT ticks) with
+/// `extra` options.
+fn echo(kernel: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cjemu"));
+    c.arg("-kernel")
+        .arg(kernel)
+        .args(["-append", "ticks=40"])
+        .args(extra);
+    c
+}
+
+/// The echo guest recorded (`--stats`) into `rec.log` of a fresh
+/// directory: the kernel, the directory and the recording's output.
+fn recorded_echo(name: &str, extra: &[&str]) -> (std::path::PathBuf, std::path::PathBuf, Output) {
+    let kernel = build_c("rr_ticks_echo");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rec = echo(&kernel, extra)
+        .arg("--record")
+        .arg(dir.join("rec.log"))
+        .arg("--stats")
+        .output()
+        .unwrap();
+    assert_eq!(rec.status.code(), Some(0x67), "{rec:?}");
+    (kernel, dir, rec)
 }
 
 /// `icount: N` from `--stats`.
@@ -352,25 +330,11 @@ fn icounts(o: &Output) -> Vec<u64> {
 /// of them. Without a replay, reverse execution is not offered.
 #[test]
 fn reverse_stepi_and_reverse_continue_in_a_replay() {
-    let kernel = build_c("rr_ticks_echo");
+    let extra = ["-rtc", "base=2020-01-01"];
+    let (kernel, dir, rec) = recorded_echo("gdb-reverse", &extra);
     let on_pit = symbol(&kernel, "on_pit");
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gdb-reverse");
-    std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("rec.log");
-    let base = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cjemu"));
-        c.arg("-kernel")
-            .arg(&kernel)
-            .args(["-append", "ticks=40", "-rtc", "base=2020-01-01"]);
-        c
-    };
-    let rec = base()
-        .arg("--record")
-        .arg(&log)
-        .arg("--stats")
-        .output()
-        .unwrap();
-    assert_eq!(rec.status.code(), Some(0x67), "{:?}", rec);
+    let base = || echo(&kernel, &extra);
 
     let port = free_port();
     let child = base()
@@ -538,22 +502,12 @@ fn watchpoints_stop_after_the_access_as_under_qemu() {
 /// 3 → 2 → 1 → 0, at the writing instruction), then at the start.
 #[test]
 fn reverse_continue_stops_at_earlier_writes_to_a_watched_variable() {
-    let kernel = build_c("rr_ticks_echo");
+    let extra = ["-serial", "null"];
+    let (kernel, dir, _) = recorded_echo("gdb-reverse-watch", &extra);
     let ticks = symbol(&kernel, "pit_ticks");
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gdb-reverse-watch");
-    std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("rec.log");
-    let base = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cjemu"));
-        c.arg("-kernel")
-            .arg(&kernel)
-            .args(["-append", "ticks=40", "-serial", "null"]);
-        c
-    };
-    let rec = base().arg("--record").arg(&log).output().unwrap();
-    assert_eq!(rec.status.code(), Some(0x67));
     let port = free_port();
-    let child = base()
+    let child = echo(&kernel, &extra)
         .arg("--replay")
         .arg(&log)
         .args([

@@ -57,6 +57,17 @@ fn echo_guest(d: &Path) -> Command {
     c
 }
 
+/// Record the echo guest into `log`, a checkpoint every 2000
+/// instructions.
+fn record(d: &Path, log: &Path) -> Output {
+    echo_guest(d)
+        .arg("--record")
+        .arg(log)
+        .args(["--checkpoint-every", "2000"])
+        .output()
+        .unwrap()
+}
+
 /// A monitor client: each answer ends with the prompt.
 struct Client {
     r: BufReader<UnixStream>,
@@ -135,12 +146,7 @@ fn spawn(mut c: Command) -> Child {
 fn a_replay_paused_and_resumed_from_the_monitor_matches_every_checkpoint() {
     let d = dir("replay");
     let log = d.join("run.rr");
-    let rec = echo_guest(&d)
-        .arg("--record")
-        .arg(&log)
-        .args(["--checkpoint-every", "2000"])
-        .output()
-        .unwrap();
+    let rec = record(&d, &log);
     let text = String::from_utf8_lossy(&rec.stdout).into_owned();
     assert!(text.contains(" t=") && text.contains("end="), "{text}");
     let total: u64 = stat(&rec, "icount").parse().unwrap();
@@ -291,12 +297,7 @@ fn a_recording_ended_by_stop_at_replays_to_the_same_stop() {
 fn replay_seek_goes_back_and_forth_and_replay_break_stops_ahead() {
     let d = dir("seek");
     let log = d.join("run.rr");
-    let rec = echo_guest(&d)
-        .arg("--record")
-        .arg(&log)
-        .args(["--checkpoint-every", "2000"])
-        .output()
-        .unwrap();
+    let rec = record(&d, &log);
     let total: u64 = stat(&rec, "icount").parse().unwrap();
     let (a, b, c) = (2 * total / 3, total / 3 + 7, total / 2);
     let sock = d.join("m.sock");
