@@ -726,7 +726,7 @@ struct Built {
 /// written). Only a cost decision: any set is correct.
 fn carried_slots(blocks: &[&Block]) -> [bool; emitter::SLOTS] {
     let mut set = [false; emitter::SLOTS];
-    if blocks.len() < 2 {
+    if blocks.len() < 2 && !self_loop(blocks[0]) {
         return set;
     }
     let mut f = iced_x86::InstructionInfoFactory::new();
@@ -743,6 +743,11 @@ fn carried_slots(blocks: &[&Block]) -> [bool; emitter::SLOTS] {
     set
 }
 
+/// Does `block` branch to its own start (a one-block loop)?
+fn self_loop(block: &Block) -> bool {
+    block.static_successors().contains(&block.key.rip)
+}
+
 /// Emit a region: the entry check, then each block; edges between blocks
 /// are jumps to the target block's budget check.
 fn emit_region<S: SemSource>(
@@ -753,7 +758,8 @@ fn emit_region<S: SemSource>(
     stack_bits: u32,
     guess: Option<CcOp>,
 ) -> Result<Built, JitError> {
-    let multi = blocks.len() > 1;
+    // A block that loops to itself is a region too (its edge a jump).
+    let multi = blocks.len() > 1 || self_loop(blocks[0]);
     let Params { cpu, ctx, members } = emit_entry(b, blocks[0].insns.len(), multi);
     let bits = blocks[0].key.bitness;
     // Each block's entry for edges (budget check, then its body).
