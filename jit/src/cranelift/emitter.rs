@@ -52,7 +52,7 @@ const XMM_SLOT0: usize = 17;
 pub(crate) const SLOTS: usize = XMM_SLOT0 + 32;
 
 /// The slot of one half of XMM register `n`.
-fn xmm_slot(n: usize, high: bool) -> usize {
+pub(crate) fn xmm_slot(n: usize, high: bool) -> usize {
     XMM_SLOT0 + 2 * (n & 15) + high as usize
 }
 

@@ -722,8 +722,8 @@ struct Built {
 }
 
 /// The slots a multi-block region keeps in variables across its edges:
-/// every general register some instruction of the region names (read or
-/// written). Only a cost decision: any set is correct.
+/// every general and XMM register some instruction of the region names
+/// (read or written). Only a cost decision: any set is correct.
 fn carried_slots(blocks: &[&Block]) -> [bool; emitter::SLOTS] {
     let mut set = [false; emitter::SLOTS];
     if blocks.len() < 2 && !self_loop(blocks[0]) {
@@ -736,6 +736,13 @@ fn carried_slots(blocks: &[&Block]) -> [bool; emitter::SLOTS] {
                 let r = u.register().full_register();
                 if r.is_gpr64() {
                     set[r.number()] = true;
+                } else if u.register().is_xmm() {
+                    // Both halves: a loop's vector accumulator stays in
+                    // host registers instead of a store and a reload
+                    // through `CpuState` at every turn.
+                    let n = u.register().number() - iced_x86::Register::XMM0.number();
+                    set[emitter::xmm_slot(n, false)] = true;
+                    set[emitter::xmm_slot(n, true)] = true;
                 }
             }
         }
