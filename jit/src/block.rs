@@ -148,7 +148,7 @@ impl Default for Link {
 }
 
 /// Most blocks in one region.
-pub const MAX_REGION_BLOCKS: usize = 16;
+pub const MAX_REGION_BLOCKS: usize = 32;
 /// Most instructions in one region (compile time grows with its size).
 pub const MAX_REGION_INSNS: usize = 320;
 
@@ -560,15 +560,20 @@ impl BlockCache {
             return out;
         }
         let mut insns = head.insns.len();
-        let mut k = 0;
+        // Candidates reached so far and not taken yet. Past a threshold the
+        // hottest is taken first (a loop that ran stays whole, the cold
+        // entry and exit paths around it are left out when the region is
+        // full); at first sight, breadth first.
+        let mut frontier: Vec<Rc<Block>> = Vec::new();
         // Blocks of the page seen entered after an indirect branch.
         let mut ind: Option<Vec<u64>> = None;
-        while k < out.len() && out.len() < MAX_REGION_BLOCKS {
-            let mut succs = out[k].static_successors();
+        let mut next = Some(head.clone());
+        while let Some(cur) = next.take() {
+            let mut succs = cur.static_successors();
             // Only a region entered at an indirect target itself (a VM's
             // handler) grows by them: a head that the end of a budget
             // slice made in mid-handler would otherwise copy all of them.
-            if out[k].ends_in_indirect_branch() && head.is_indirect_target() {
+            if cur.ends_in_indirect_branch() && head.is_indirect_target() {
                 let ind = ind.get_or_insert_with(|| self.indirect_targets(head));
                 succs.extend_from_slice(ind);
             }
@@ -578,8 +583,8 @@ impl BlockCache {
                 // the next page to decode its first instruction.
                 if lin >> 12 != page
                     || lin & 0xfff > 0x1000 - 15
-                    || out.iter().any(|b| b.key.rip == t)
-                    || out.len() >= MAX_REGION_BLOCKS
+                    || out.iter().chain(&frontier).any(|b| b.key.rip == t)
+                    || !hot_only && out.len() + frontier.len() >= MAX_REGION_BLOCKS
                 {
                     continue;
                 }
@@ -596,16 +601,31 @@ impl BlockCache {
                         Err(_) => continue,
                     },
                 };
-                if b.pages[1] != u64::MAX
-                    || insns + b.insns.len() > MAX_REGION_INSNS
-                    || hot_only && b.exec_count.get() == 0
-                {
+                if b.pages[1] != u64::MAX || hot_only && b.exec_count.get() == 0 {
+                    continue;
+                }
+                frontier.push(b);
+            }
+            while out.len() < MAX_REGION_BLOCKS && !frontier.is_empty() {
+                let pick = if hot_only {
+                    // The first of the hottest (ties keep the order found).
+                    let best = frontier.iter().map(|b| b.exec_count.get()).max();
+                    frontier
+                        .iter()
+                        .position(|b| Some(b.exec_count.get()) == best)
+                        .unwrap_or(0)
+                } else {
+                    0
+                };
+                let b = frontier.remove(pick);
+                if insns + b.insns.len() > MAX_REGION_INSNS {
                     continue;
                 }
                 insns += b.insns.len();
-                out.push(b);
+                out.push(b.clone());
+                next = Some(b);
+                break;
             }
-            k += 1;
         }
         out
     }

@@ -82,7 +82,7 @@ pub enum Accel {
 }
 
 /// The JIT's default compile threshold.
-pub const DEFAULT_JIT_THRESHOLD: u64 = 2;
+pub const DEFAULT_JIT_THRESHOLD: u64 = 8;
 
 /// The compile threshold of a block seen entered after an indirect branch
 /// (when the configured one is not 0, "at first sight").
@@ -266,10 +266,20 @@ impl Engine {
         if threshold > 0 && block.cut_entries.get() == block.exec_count.get() {
             return None;
         }
+        let r = self.compile_head(block, threshold > 0);
+        block
+            .compiled
+            .get_or_init(|| r.map(|region| RegionEntry { region, member: 0 }))
+            .as_ref()
+    }
+
+    /// Compile a region headed by `block`. Past a threshold (`hot_only`),
+    /// the region keeps to blocks that ran; at 0 (first sight) nothing has
+    /// run yet. Its members other than the head are entered in it from
+    /// then on. `None`: it did not compile.
+    fn compile_head(&mut self, block: &Rc<Block>, hot_only: bool) -> Option<Rc<CompiledBlock>> {
         let t0 = Instant::now();
-        // Past a threshold, the region keeps to blocks that ran; at 0 (first
-        // sight) nothing has run yet.
-        let members = self.blocks.region(&mut self.cx, block, threshold > 0);
+        let members = self.blocks.region(&mut self.cx, block, hot_only);
         self.jit_mut();
         let r = match &mut self.jit {
             Some(Some(j)) => {
@@ -289,10 +299,11 @@ impl Engine {
         };
         let ns = t0.elapsed().as_nanos() as u64;
         log::debug!(
-            "region at {:#x}: {} blocks, {} insns, {} us; members {:x?}",
+            "region at {:#x}: {} blocks, {} insns, {} code bytes, {} us; members {:x?}",
             block.key.rip,
             r.as_ref().map_or(0, |c| c.blocks),
             r.as_ref().map_or(0, |c| c.insns),
+            r.as_ref().map_or(0, |c| c.code_size),
             ns / 1000,
             members.iter().map(|b| b.key.rip).collect::<Vec<_>>()
         );
@@ -324,10 +335,7 @@ impl Engine {
                 }
             }
         }
-        block
-            .compiled
-            .get_or_init(|| r.map(|region| RegionEntry { region, member: 0 }))
-            .as_ref()
+        r
     }
 
     /// After a block (or instruction) retired with `exit_req` set, or a

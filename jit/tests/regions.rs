@@ -817,3 +817,88 @@ fn slice_cut_blocks_are_not_region_heads() {
         unsliced.stats.blocks_compiled
     );
 }
+
+/// Run `code` under the interpreter and under `accel`, both to HLT; the JIT
+/// run must end in the same state. Returns the JIT engine.
+fn same_as_interp(code: &[u8], accel: Accel) -> Engine {
+    let mut reference = engine(code, Accel::Interp);
+    assert_eq!(reference.run(1 << 22), Exit::Halted);
+    let mut e = engine(code, accel);
+    assert_eq!(e.run(1 << 22), Exit::Halted);
+    assert_eq!(outcome(&e), outcome(&reference));
+    e
+}
+
+/// A loop of one block (its branch goes to its own start) is a region: its
+/// edge is a jump, so the engine enters the code about once, not once per
+/// iteration; and budget slices still end exactly where the interpreter's do.
+#[test]
+fn a_one_block_loop_stays_in_its_region() {
+    let code = assemble(|a| {
+        let mut top = a.create_label();
+        a.mov(ecx, 1000u32)?;
+        a.mov(r8, DATA)?;
+        a.set_label(&mut top)?;
+        a.add(rax, rcx)?;
+        a.mov(qword_ptr(r8 + rcx * 8), rax)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.hlt()
+    });
+    for accel in [Accel::Jit { threshold: 0 }, Accel::Jit { threshold: 2 }] {
+        let e = same_as_interp(&code, accel);
+        assert!(
+            e.stats.compiled_runs < 10,
+            "{accel:?}: compiled code entered {} times for 1000 iterations",
+            e.stats.compiled_runs
+        );
+    }
+    let mut reference = engine(&code, Accel::Interp);
+    assert_eq!(reference.run(1 << 22), Exit::Halted);
+    for budget in [1, 2, 3, 5, 7, 64] {
+        let mut e = engine(&code, Accel::Jit { threshold: 1 });
+        let mut before = e.cpu().icount;
+        loop {
+            match e.run(budget) {
+                Exit::Halted => break,
+                Exit::BudgetExhausted => {
+                    assert_eq!(e.cpu().icount - before, budget, "slice of {budget}");
+                    before = e.cpu().icount;
+                }
+                x => panic!("budget {budget}: unexpected exit {x:?}"),
+            }
+        }
+        assert_eq!(outcome(&e), outcome(&reference), "budget {budget}");
+    }
+}
+
+/// A loop body of 12 tests, each skipping an increment: 26 blocks that all
+/// run, more than the old limit of 16 blocks per region. The region holds
+/// the whole loop, so the engine enters compiled code a few times, not at
+/// every turn.
+#[test]
+fn a_loop_of_26_blocks_stays_in_one_region() {
+    let code = assemble(|a| {
+        let mut top = a.create_label();
+        a.mov(ecx, 1000u32)?;
+        a.set_label(&mut top)?;
+        a.imul_3(eax, ecx, 0x9e37_79b1u32 as i32)?;
+        for bit in 0..12 {
+            let mut skip = a.create_label();
+            a.test(eax, 1 << (bit + 8))?;
+            a.jz(skip)?;
+            a.add(rbx, bit + 1)?;
+            a.set_label(&mut skip)?;
+        }
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.hlt()
+    });
+    let e = same_as_interp(&code, Accel::Jit { threshold: 2 });
+    assert!(
+        e.stats.compiled_runs < 50,
+        "compiled code entered {} times for 1000 iterations",
+        e.stats.compiled_runs
+    );
+    assert_eq!(e.stats.compile_failures, 0);
+}

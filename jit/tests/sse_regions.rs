@@ -234,3 +234,46 @@ fn checksum_block_is_inlined() {
         .count();
     assert_eq!(cr0_loads, 1, "{clif}");
 }
+
+/// Run the SSE guest for `stop` instructions, then set CR0.TS and run on
+/// until the #NM of the next SSE instruction (exceptions exit the run).
+fn nm_after(accel: Accel, stop: u64) -> (Exit, Outcome, u64) {
+    let mut e = engine(&sse_guest(), accel);
+    assert_eq!(e.run(stop), Exit::BudgetExhausted, "{accel:?} stop {stop}");
+    let compiled = e.stats.compiled_runs;
+    e.cpu_mut().cr0 |= cjemu_jit::state::cr0::TS;
+    e.config.exceptions_exit = true;
+    let exit = e.run(1 << 30);
+    (exit, outcome(&e), compiled)
+}
+
+/// A compiled region with SSE code checks SSE availability once at its
+/// entry: with CR0.TS set it is not entered (at its head or at a member,
+/// whose charged count is given back) and the interpreter raises #NM at
+/// the SSE instruction itself, with the count and state of an interpreted
+/// run.
+#[test]
+fn sse_regions_are_not_entered_with_cr0_ts_set() {
+    let n = reference().0;
+    for stop in [40, 97, 250, n / 3, n / 2 + 7, 2 * n / 3 + 3, n - 60] {
+        let (want_exit, want, _) = nm_after(Accel::Interp, stop);
+        assert_eq!(
+            want_exit,
+            Exit::Exception(cjemu_jit::Exception::nm()),
+            "stop {stop}"
+        );
+        for accel in TIERS {
+            let (exit, got, compiled) = nm_after(accel, stop);
+            assert_eq!(exit, want_exit, "{accel:?} stop {stop}");
+            assert!(
+                got == want,
+                "{accel:?} stop {stop}: icount {} vs {}",
+                got.0,
+                want.0
+            );
+            if stop >= n / 3 {
+                assert!(compiled > 0, "{accel:?} stop {stop}: ran compiled before");
+            }
+        }
+    }
+}

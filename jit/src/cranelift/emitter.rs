@@ -52,7 +52,7 @@ const XMM_SLOT0: usize = 17;
 pub(crate) const SLOTS: usize = XMM_SLOT0 + 32;
 
 /// The slot of one half of XMM register `n`.
-fn xmm_slot(n: usize, high: bool) -> usize {
+pub(crate) fn xmm_slot(n: usize, high: bool) -> usize {
     XMM_SLOT0 + 2 * (n & 15) + high as usize
 }
 
@@ -188,6 +188,11 @@ pub struct ClifEmitter<'a, 'f> {
     /// the block since its entry or the last helper call (CR0/CR4 only
     /// change in helpers).
     sse_ok: bool,
+    /// The region's function checks SSE availability at its entry (and is
+    /// not entered when it fails): every member block starts with the
+    /// check passed (CR0/CR4 change only in helpers, whose blocks have no
+    /// successor inside a region, so the region is left after them).
+    pub(crate) sse_region: bool,
 }
 
 /// Most run-time targets compared one after the other at a block end; more
@@ -242,6 +247,7 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
             dispatch: None,
             dispatch_rip,
             sse_ok: false,
+            sse_region: false,
         }
     }
 
@@ -254,7 +260,7 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
         self.returned = false;
         self.jumped = false;
         self.called_slow_path = false;
-        self.sse_ok = false;
+        self.sse_ok = self.sse_region;
     }
 
     /// The compile-time state at the entry of a region's member block (and
@@ -270,7 +276,7 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
             };
         }
         self.dirty = self.carried;
-        self.sse_ok = false;
+        self.sse_ok = self.sse_region;
         self.cc = if dynamic_cc {
             CcState::Dynamic
         } else {

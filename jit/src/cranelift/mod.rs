@@ -240,6 +240,13 @@ impl CompiledBlock {
             let cpu: *mut CpuState = &mut *(*interp).cpu;
             (self.func)(cpu, &mut rc, k as u64)
         };
+        if st == status::NOT_ENTERED && k > 0 {
+            // Refused at its entry (SSE not available): not entered, so
+            // the member's charge is given back.
+            let n = u64::from(self.member_insns[k]);
+            cx.cpu.budget += n;
+            cx.cpu.icount -= n;
+        }
         if st == status::PANIC {
             if let Some(p) = rc.panic.take() {
                 std::panic::resume_unwind(p);
@@ -668,13 +675,16 @@ struct Params {
 /// check: leave with `NOT_ENTERED` unless the budget covers the whole
 /// first block; then take the block's count off the budget and add it to
 /// `icount` once.
-fn emit_entry(b: &mut FunctionBuilder, n: usize, members: bool) -> Params {
+fn emit_entry(b: &mut FunctionBuilder, n: usize, members: bool, sse_gate: bool) -> Params {
     let entry = b.create_block();
     b.append_block_params_for_function_params(entry);
     b.switch_to_block(entry);
     b.seal_block(entry);
     let p = b.block_params(entry);
     let (cpu, ctx, idx) = (p[0], p[1], p[2]);
+    if sse_gate {
+        emit_sse_gate(b, cpu);
+    }
     let members = members.then(|| {
         let head = b.create_block();
         let member = b.create_block();
@@ -709,6 +719,48 @@ fn emit_entry(b: &mut FunctionBuilder, n: usize, members: bool) -> Params {
     Params { cpu, ctx, members }
 }
 
+/// Leave with `NOT_ENTERED` (before anything is charged or changed)
+/// unless SSE instructions can run: CR0.EM and CR0.TS clear, CR4.OSFXSR
+/// set. Then no SSE instruction of the region needs its own check; when
+/// it fails, the interpreter runs the block and raises #UD/#NM where the
+/// instruction is.
+fn emit_sse_gate(b: &mut FunctionBuilder, cpu: cranelift_codegen::ir::Value) {
+    use crate::state::{cr0, cr4};
+    let fl = MemFlagsData::trusted();
+    let c0 = b
+        .ins()
+        .load(I64, fl, cpu, core::mem::offset_of!(CpuState, cr0) as i32);
+    let c4 = b
+        .ins()
+        .load(I64, fl, cpu, core::mem::offset_of!(CpuState, cr4) as i32);
+    let bad0 = b.ins().band_imm_u(c0, (cr0::EM | cr0::TS) as i64);
+    let fx = b.ins().band_imm_u(c4, cr4::OSFXSR as i64);
+    let no_fx = b.ins().bxor_imm_u(fx, cr4::OSFXSR as i64);
+    let bad = b.ins().bor(bad0, no_fx);
+    let out = b.create_block();
+    let ok = b.create_block();
+    b.ins().brif(bad, out, &[], ok, &[]);
+    b.seal_block(out);
+    b.seal_block(ok);
+    b.set_cold_block(out);
+    b.switch_to_block(out);
+    let st = b.ins().iconst(I64, status::NOT_ENTERED as i64);
+    b.ins().return_(&[st]);
+    b.switch_to_block(ok);
+}
+
+/// Does some instruction of the region name an XMM register (an SSE
+/// instruction, which checks SSE availability)?
+fn names_xmm(blocks: &[&Block]) -> bool {
+    let mut f = iced_x86::InstructionInfoFactory::new();
+    blocks.iter().flat_map(|b| &b.insns).any(|insn| {
+        f.info(&insn.i)
+            .used_registers()
+            .iter()
+            .any(|u| u.register().is_xmm())
+    })
+}
+
 /// What building a region's IR produces.
 struct Built {
     /// Exceptions raised by status `STATIC_FAULT + i`.
@@ -722,11 +774,11 @@ struct Built {
 }
 
 /// The slots a multi-block region keeps in variables across its edges:
-/// every general register some instruction of the region names (read or
-/// written). Only a cost decision: any set is correct.
+/// every general and XMM register some instruction of the region names
+/// (read or written). Only a cost decision: any set is correct.
 fn carried_slots(blocks: &[&Block]) -> [bool; emitter::SLOTS] {
     let mut set = [false; emitter::SLOTS];
-    if blocks.len() < 2 {
+    if blocks.len() < 2 && !self_loop(blocks[0]) {
         return set;
     }
     let mut f = iced_x86::InstructionInfoFactory::new();
@@ -736,11 +788,23 @@ fn carried_slots(blocks: &[&Block]) -> [bool; emitter::SLOTS] {
                 let r = u.register().full_register();
                 if r.is_gpr64() {
                     set[r.number()] = true;
+                } else if u.register().is_xmm() {
+                    // Both halves: a loop's vector accumulator stays in
+                    // host registers instead of a store and a reload
+                    // through `CpuState` at every turn.
+                    let n = u.register().number() - iced_x86::Register::XMM0.number();
+                    set[emitter::xmm_slot(n, false)] = true;
+                    set[emitter::xmm_slot(n, true)] = true;
                 }
             }
         }
     }
     set
+}
+
+/// Does `block` branch to its own start (a one-block loop)?
+fn self_loop(block: &Block) -> bool {
+    block.static_successors().contains(&block.key.rip)
 }
 
 /// Emit a region: the entry check, then each block; edges between blocks
@@ -753,8 +817,12 @@ fn emit_region<S: SemSource>(
     stack_bits: u32,
     guess: Option<CcOp>,
 ) -> Result<Built, JitError> {
-    let multi = blocks.len() > 1;
-    let Params { cpu, ctx, members } = emit_entry(b, blocks[0].insns.len(), multi);
+    // A block that loops to itself is a region too (its edge a jump).
+    let multi = blocks.len() > 1 || self_loop(blocks[0]);
+    // A region with SSE code checks availability once, at its entry, not
+    // at every member block (each turn of a loop).
+    let sse_gate = multi && names_xmm(blocks);
+    let Params { cpu, ctx, members } = emit_entry(b, blocks[0].insns.len(), multi, sse_gate);
     let bits = blocks[0].key.bitness;
     // Each block's entry for edges (budget check, then its body).
     let entries: Vec<_> = blocks.iter().map(|_| b.create_block()).collect();
@@ -788,6 +856,7 @@ fn emit_region<S: SemSource>(
     guesses[0] = guess;
     let mut e = ClifEmitter::new(b, cpu, ctx, sigs, bits, stack_bits);
     e.carried = carried_slots(blocks);
+    e.sse_region = sse_gate;
     // The lazy flags go to variables when some read may use a guess or
     // edges carry them.
     let dynamic_cc = multi || (guess.is_some() && reads_flags_first(blocks[0]));
