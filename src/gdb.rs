@@ -10,9 +10,9 @@
 //! - single-step: the machine runs until one instruction retired (an
 //!   interrupt delivered on the way does not stop it, as in QEMU's replay
 //!   mode), paused at the next loop top;
-//! - breakpoints (`break`, `hbreak`: Z0 and Z1): while any is set the
-//!   machine runs with a budget of 1 and compares RIP after each step.
-//!   Slow (every instruction goes through the run loop) but exact, and the
+//! - breakpoints (`break`, `hbreak`: Z0 and Z1): the engine ends its
+//!   blocks before each breakpoint address and stops there
+//!   (`Exit::Breakpoint`), interpreting while any is set; exact, and the
 //!   guest's memory is never patched;
 //! - Ctrl-C: the machine pauses at the next loop top;
 //! - watchpoints (`watch`, `rwatch`, `awatch`: Z2–Z4), any number and
@@ -521,11 +521,14 @@ impl SwBreakpoint for Machine {
     fn add_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
         // A second breakpoint at one address is the same breakpoint.
         self.control.sw_breaks.insert(addr);
+        self.apply_breakpoints();
         Ok(true)
     }
 
     fn remove_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
-        Ok(self.control.sw_breaks.remove(&addr))
+        let had = self.control.sw_breaks.remove(&addr);
+        self.apply_breakpoints();
+        Ok(had)
     }
 }
 
@@ -533,11 +536,14 @@ impl HwBreakpoint for Machine {
     fn add_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
         // A second breakpoint at one address is the same breakpoint.
         self.control.hw_breaks.insert(addr);
+        self.apply_breakpoints();
         Ok(true)
     }
 
     fn remove_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
-        Ok(self.control.hw_breaks.remove(&addr))
+        let had = self.control.hw_breaks.remove(&addr);
+        self.apply_breakpoints();
+        Ok(had)
     }
 }
 
@@ -665,6 +671,7 @@ fn detach(m: &mut Machine, why: DisconnectReason) -> Option<Sm> {
     c.hw_breaks.clear();
     c.watches.clear();
     m.apply_watchpoints();
+    m.apply_breakpoints();
     let c = &mut m.control;
     c.exec = Exec::Run;
     if why == DisconnectReason::Kill {

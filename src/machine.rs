@@ -114,6 +114,9 @@ pub struct Machine {
     /// Set while re-executing what was already run: serial output is not
     /// shown twice.
     pub serial_muted: Rc<Cell<bool>>,
+    /// Where the engine last stopped at a breakpoint, (icount, rip): the
+    /// next run from there goes past it.
+    last_break: Option<(u64, u64)>,
 }
 
 /// A moment between instructions, as the run loop sees it: the count, and
@@ -235,6 +238,7 @@ impl Machine {
             delivered_at: (u64::MAX, 0),
             history: None,
             serial_muted,
+            last_break: None,
         })
     }
 
@@ -247,6 +251,14 @@ impl Machine {
         self.engine.flush_tlb();
         self.apply_watchpoints();
         self.pc.borrow_mut().reset();
+    }
+
+    /// Hand the debugger's breakpoints to the engine, which stops before
+    /// them ([`Exit::Breakpoint`]).
+    pub fn apply_breakpoints(&mut self) {
+        let c = &self.control;
+        let rips: Vec<u64> = c.sw_breaks.iter().chain(&c.hw_breaks).copied().collect();
+        self.engine.set_breakpoints(rips);
     }
 
     /// Hand the debugger's watchpoints to the engine (after a change, and
@@ -608,9 +620,19 @@ impl Machine {
         if let Some(reason) = self.stop.take() {
             return Ok(Some(Outcome::Stopped(reason)));
         }
+        let here = (self.engine.cpu().icount, self.engine.cpu().rip);
+        if self.last_break == Some(here) {
+            // Stopped here before (and maybe paused): go past it now.
+            self.engine.skip_breakpoint_at(here.1);
+        }
         let exit = self.engine.run(self.budget());
         log_cpu(&self.engine, &exit);
         Ok(match exit {
+            Exit::Breakpoint => {
+                // The loop top decides whether to pause there.
+                self.last_break = Some(here);
+                None
+            }
             Exit::Device => self.device_request(),
             Exit::BudgetExhausted => {
                 self.end_of_slice()?;

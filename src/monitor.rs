@@ -126,6 +126,9 @@ pub struct Control {
     pub travel: Option<Travel>,
     /// The monitor's `replay-seek`: go there at the next loop top.
     pub seek: Option<u64>,
+    /// Paused at the end of a replay's recording: how the guest's run
+    /// ended there (the run ends with it when resumed forward).
+    at_end: Option<Outcome>,
 }
 
 impl Default for Control {
@@ -146,6 +149,7 @@ impl Default for Control {
             stop_request: None,
             travel: None,
             seek: None,
+            at_end: None,
         }
     }
 }
@@ -176,22 +180,19 @@ impl Control {
     }
 
     /// The most instructions the engine may run from `icount`: 1 while
-    /// stepping or while breakpoints are set, else up to `--stop-at`.
+    /// stepping, else up to `--stop-at` (breakpoints stop the engine
+    /// themselves).
     pub fn budget_limit(&self, icount: u64) -> Option<u64> {
         if let Some(t) = self.travel {
-            // Breakpoints and steps wait for the travel's end.
-            let breaks = !self.sw_breaks.is_empty()
-                || !self.hw_breaks.is_empty()
-                || !self.watches.is_empty();
-            if (t.every_insn && breaks) || icount >= t.to {
+            // A scan for watched accesses stops at every instruction (to
+            // know where each accessing instruction began); breakpoints
+            // stop the engine by themselves.
+            if (t.every_insn && !self.watches.is_empty()) || icount >= t.to {
                 return Some(1);
             }
             return Some(t.to - icount);
         }
-        if matches!(self.exec, Exec::Step { .. })
-            || !self.sw_breaks.is_empty()
-            || !self.hw_breaks.is_empty()
-        {
+        if matches!(self.exec, Exec::Step { .. }) {
             return Some(1);
         }
         self.stop_at.filter(|&n| n > icount).map(|n| n - icount)
@@ -315,11 +316,22 @@ fn paused(m: &mut Machine, why: PauseCause) -> Result<(Option<Outcome>, bool), E
             return Ok((end_run(m), travelled));
         }
         match travel(m)? {
-            Some(Ok(cause)) => why = cause,
-            Some(Err(outcome)) => return Ok((Some(outcome), true)),
+            Some(Ok(cause)) => {
+                why = cause;
+                m.control.at_end = None;
+            }
+            Some(Err(outcome)) => {
+                // A seek past the end stops at the end, as a replay does.
+                why = PauseCause::HistoryEnd;
+                m.control.at_end = Some(outcome);
+            }
             None => break,
         }
         travelled = true;
+    }
+    if let Some(outcome) = m.control.at_end.take() {
+        // Resumed forward at the end of the recording: the run ends.
+        return Ok((Some(outcome), travelled));
     }
     // A pause asked for while paused (gdb's Ctrl-C right after its `c`)
     // is kept: it takes effect at the next loop top.
@@ -337,11 +349,13 @@ pub fn at_history_end(m: &mut Machine, outcome: Outcome) -> Result<Option<Outcom
         return Ok(Some(outcome));
     }
     log::info!("the replay reached the end of its recording ({outcome:?})");
+    // Output up to here has been shown: a run back here shows none of it.
+    crate::time_travel::note_progress(m);
     m.pc.borrow().flush();
-    match paused(m, PauseCause::HistoryEnd)? {
-        (end, true) => Ok(end),
-        (_, false) => Ok(Some(outcome)),
-    }
+    m.control.at_end = Some(outcome);
+    let (end, _) = paused(m, PauseCause::HistoryEnd)?;
+    // `None`: a debugger went back; the run goes on from there.
+    Ok(end)
 }
 
 /// Is a debugger connected now (a gdb session or a monitor client)?
@@ -667,7 +681,11 @@ mod tests {
         assert_eq!(c.budget_limit(40), Some(60));
         assert_eq!(c.budget_limit(100), None);
         c.sw_breaks.insert(0x1000);
-        assert_eq!(c.budget_limit(40), Some(1));
+        assert_eq!(
+            c.budget_limit(40),
+            Some(60),
+            "the engine stops at breakpoints"
+        );
         c.sw_breaks.clear();
         c.exec = Exec::Step { from: 0 };
         assert_eq!(c.budget_limit(40), Some(1));

@@ -297,9 +297,9 @@ pub fn reverse_continue(m: &mut Machine) -> Result<Arrival, Error> {
         }
         load_kept(m, base)?;
         let mut hits = Vec::new();
-        if let Arrival::Ended(o) = run_to(m, until.0, Some((&mut hits, until.1)))? {
-            return Ok(Arrival::Ended(o));
-        }
+        // (From the end of the recording the scan ends with the guest's
+        // run, at `until`: the hits before it are what counts.)
+        run_to(m, until.0, Some((&mut hits, until.1)))?;
         if let Some(&(pos, cause)) = hits.last() {
             return match go_to(m, pos)? {
                 Arrival::At => Ok(Arrival::Break(cause)),

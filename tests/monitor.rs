@@ -335,6 +335,16 @@ fn replay_seek_goes_back_and_forth_and_replay_break_stops_ahead() {
     m.wait_paused().unwrap();
     let info = m.cmd("info replay").unwrap();
     assert_eq!(number_after(&info, "icount "), c, "{info}");
+    // Past the end: the replay stops at the end of its recording, and can
+    // go back from there.
+    assert_eq!(
+        m.cmd(&format!("replay-seek {}", total + 1000)).as_deref(),
+        Some("")
+    );
+    m.wait_paused().unwrap();
+    let info = m.cmd("info replay").unwrap();
+    assert_eq!(number_after(&info, "icount "), total, "{info}");
+    assert_eq!(seek(&mut m, a), at_a, "back from the end");
     m.cmd("cont");
     drop(m);
     let o = child.wait_with_output().unwrap();

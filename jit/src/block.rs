@@ -375,6 +375,8 @@ pub struct BlockCache {
     /// Bumped whenever a block leaves the map (dropped or replaced), which
     /// voids every successor link made before.
     gen: u64,
+    /// RIPs blocks end before (breakpoints: see `Engine::set_breakpoints`).
+    breakpoints: std::collections::BTreeSet<u64>,
 }
 
 const FAST_ENTRIES: usize = 4096;
@@ -395,7 +397,20 @@ impl BlockCache {
             decoded: 0,
             invalidated: 0,
             gen: 0,
+            breakpoints: Default::default(),
         }
+    }
+
+    /// The RIPs blocks end before.
+    pub fn breakpoints(&self) -> &std::collections::BTreeSet<u64> {
+        &self.breakpoints
+    }
+
+    /// Blocks end before these RIPs from now on (every block is dropped,
+    /// to be decoded again).
+    pub fn set_breakpoints(&mut self, rips: std::collections::BTreeSet<u64>) {
+        self.breakpoints = rips;
+        self.clear();
     }
 
     #[inline(always)]
@@ -503,7 +518,7 @@ impl BlockCache {
                 return Ok(b.clone());
             }
         }
-        let block = Rc::new(decode_block(cx, key, lin, phys)?);
+        let block = Rc::new(decode_block(cx, key, lin, phys, &self.breakpoints)?);
         Ok(self.insert(cx, block, slot))
     }
 
@@ -593,7 +608,7 @@ impl BlockCache {
                 let b = match self.map.get(&key) {
                     Some(b) if b.phys == phys => b.clone(),
                     _ if hot_only => continue,
-                    _ => match decode_block(cx, key, lin, phys) {
+                    _ => match decode_block(cx, key, lin, phys, &self.breakpoints) {
                         Ok(b) => {
                             let slot = Self::slot(&key);
                             self.insert(cx, Rc::new(b), slot)
@@ -701,7 +716,13 @@ fn fetch_page_bytes(cx: &Interp, phys: u64, buf: &mut Vec<u8>) {
     }
 }
 
-fn decode_block(cx: &mut Interp, key: BlockKey, lin: u64, phys: u64) -> Result<Block, Exception> {
+fn decode_block(
+    cx: &mut Interp,
+    key: BlockKey,
+    lin: u64,
+    phys: u64,
+    breakpoints: &std::collections::BTreeSet<u64>,
+) -> Result<Block, Exception> {
     let mut bytes = Vec::with_capacity(0x1000 + 16);
     fetch_page_bytes(cx, phys, &mut bytes);
     let first_page_len = bytes.len();
@@ -746,7 +767,9 @@ fn decode_block(cx: &mut Interp, key: BlockKey, lin: u64, phys: u64) -> Result<B
             ops: operand::describe(&i),
             mem: operand::MemDesc::of(&i, key.bitness),
         });
-        if ends || offset >= first_page_len || insns.len() >= MAX_BLOCK_INSNS {
+        let at_breakpoint =
+            !breakpoints.is_empty() && breakpoints.contains(&key.rip.wrapping_add(offset as u64));
+        if ends || offset >= first_page_len || insns.len() >= MAX_BLOCK_INSNS || at_breakpoint {
             break;
         }
     }

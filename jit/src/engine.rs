@@ -40,6 +40,9 @@ pub enum Exit {
     /// controller and calls [`Engine::deliver_interrupt`] (or not: the run
     /// resumes where it stopped).
     InterruptWindow,
+    /// RIP is at a breakpoint ([`Engine::set_breakpoints`]); nothing of
+    /// the instruction there has run.
+    Breakpoint,
     /// An exception could not be delivered even as a double fault.
     TripleFault {
         /// The first exception of the cascade.
@@ -56,6 +59,7 @@ impl fmt::Debug for Exit {
             Exit::Halted => write!(f, "Halted"),
             Exit::Device => write!(f, "Device"),
             Exit::InterruptWindow => write!(f, "InterruptWindow"),
+            Exit::Breakpoint => write!(f, "Breakpoint"),
             Exit::Exception(e) => write!(f, "Exception({e:?})"),
             Exit::TripleFault { first, rip } => {
                 write!(f, "TripleFault(first {first:?} at rip {rip:#x})")
@@ -141,6 +145,9 @@ pub struct Engine {
     /// RIP where the last run ended inside an interpreted block (the
     /// budget ran out there): the next run starts a block mid-way.
     cut_at: Option<u64>,
+    /// The next run does not stop at a breakpoint at this RIP first
+    /// (resuming from it).
+    break_skip: Option<u64>,
 }
 
 impl Engine {
@@ -160,6 +167,7 @@ impl Engine {
             config: EngineConfig::default(),
             stats: EngineStats::default(),
             cut_at: None,
+            break_skip: None,
         }
     }
 
@@ -200,6 +208,24 @@ impl Engine {
     pub fn set_features(&mut self, f: Features) {
         self.cx.features = f;
         self.blocks.clear();
+    }
+
+    /// Stop before executing the instruction at any of these RIPs
+    /// ([`Exit::Breakpoint`]). Blocks then end before each breakpoint, so
+    /// it is checked between blocks, and the code runs interpreted while
+    /// any is set (compiled regions jump between their blocks without
+    /// coming back). Changing the set drops every decoded block.
+    pub fn set_breakpoints(&mut self, rips: impl IntoIterator<Item = u64>) {
+        let set: std::collections::BTreeSet<u64> = rips.into_iter().collect();
+        if set != *self.blocks.breakpoints() {
+            self.blocks.set_breakpoints(set);
+        }
+    }
+
+    /// The next run starts at `rip` without stopping at a breakpoint there
+    /// (the caller resumes from it).
+    pub fn skip_breakpoint_at(&mut self, rip: u64) {
+        self.break_skip = Some(rip);
     }
 
     /// Drop all cached address translations (after changing paging state
@@ -390,6 +416,12 @@ impl Engine {
         }
     }
 
+    /// Is RIP at a breakpoint (other than `skip`)?
+    fn at_breakpoint(&self, skip: Option<u64>) -> bool {
+        let rip = self.cx.cpu.rip;
+        skip != Some(rip) && self.blocks.breakpoints().contains(&rip)
+    }
+
     /// Run at most `budget` instructions.
     pub fn run(&mut self, budget: u64) -> Exit {
         self.cx.cpu.budget = budget;
@@ -404,6 +436,8 @@ impl Engine {
         // by, if any: that site's own successor link stands in for `prev`'s.
         let mut link: Option<(Rc<CompiledBlock>, usize)> = None;
         let mut cut = self.cut_at.take() == Some(self.cx.cpu.rip);
+        let mut break_skip = self.break_skip.take();
+        let breakpoints = !self.blocks.breakpoints().is_empty();
         loop {
             // Between blocks: the only place an external interrupt is taken.
             let mut one_insn = false;
@@ -417,6 +451,9 @@ impl Engine {
             }
             if self.cx.cpu.budget == 0 {
                 return Exit::BudgetExhausted;
+            }
+            if breakpoints && self.at_breakpoint(break_skip.take()) {
+                return Exit::Breakpoint;
             }
             // Did the last block end in an indirect near JMP/CALL? (A hint
             // for region formation: see `Block::mark_indirect_target`.)
@@ -456,7 +493,7 @@ impl Engine {
                     None => continue,
                 }
             }
-            if let Accel::Jit { threshold } = self.config.accel {
+            if let (Accel::Jit { threshold }, false) = (self.config.accel, breakpoints) {
                 // Already compiled: the common case, without the call.
                 let member = block.member.borrow().clone();
                 let c = match member {
