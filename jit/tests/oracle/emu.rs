@@ -88,6 +88,7 @@ impl Emu {
             Exit::Device => End::Other("device access"),
             Exit::TripleFault { .. } => End::Other("triple fault"),
             Exit::InterruptWindow => End::Other("interrupt window (INTR is never asserted here)"),
+            Exit::Breakpoint => End::Other("breakpoint (none is set here)"),
         };
         let mut data = vec![0; DATA_SIZE];
         e.mem()
