@@ -307,7 +307,14 @@ impl Machine {
 
     /// Where the machine stands (between instructions, at a loop top).
     pub fn position(&self) -> Position {
-        let icount = self.engine.cpu().icount;
+        self.position_at(self.engine.cpu().icount)
+    }
+
+    /// The moment an instruction that began at count `icount` began, seen
+    /// right after it retired: after the interrupts delivered at that count
+    /// (deliveries happen only between engine runs, so any recorded at
+    /// `icount` came before it).
+    pub fn position_at(&self, icount: u64) -> Position {
         let delivered = if self.delivered_at.0 == icount {
             self.delivered_at.1
         } else {

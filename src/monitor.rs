@@ -62,8 +62,6 @@ pub enum Exec {
 pub struct Travel {
     /// The count to reach.
     pub to: u64,
-    /// Stop at every instruction (scanning for breakpoints).
-    pub every_insn: bool,
 }
 
 /// Why the machine paused.
@@ -184,13 +182,8 @@ impl Control {
     /// themselves).
     pub fn budget_limit(&self, icount: u64) -> Option<u64> {
         if let Some(t) = self.travel {
-            // A scan for watched accesses stops at every instruction (to
-            // know where each accessing instruction began); breakpoints
-            // stop the engine by themselves.
-            if (t.every_insn && !self.watches.is_empty()) || icount >= t.to {
-                return Some(1);
-            }
-            return Some(t.to - icount);
+            // Breakpoints and watchpoints stop the engine by themselves.
+            return Some(t.to.saturating_sub(icount).max(1));
         }
         if matches!(self.exec, Exec::Step { .. }) {
             return Some(1);

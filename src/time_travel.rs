@@ -20,11 +20,10 @@
 //! - `reverse-stepi` goes to the first loop top of the previous count: the
 //!   moment a forward `stepi` from there would have stopped (a forward step
 //!   runs until one instruction retired, as QEMU's does in replay mode).
-//! - `reverse-continue` scans the segment between the latest snapshot and
-//!   now for the last breakpoint or watchpoint hit (with breakpoints set
-//!   the run loop stops at every instruction; a watchpoint hit ends the
-//!   engine's run by itself), then the segment before, and so on; it goes
-//!   to the last hit, or to the start of the history.
+//! - `reverse-continue` replays the segment between the latest snapshot
+//!   and now for the last breakpoint or watchpoint hit (both stop the
+//!   engine by themselves), then the segment before, and so on; it goes to
+//!   the last hit, or to the start of the history.
 //!
 //! Serial output produced again while re-running what already ran is not
 //! shown twice: the machine mutes its serial sinks below the furthest count
@@ -175,23 +174,21 @@ fn run_to(
     to: Position,
     scan: Option<(&mut Vec<(Position, PauseCause)>, bool)>,
 ) -> Result<Arrival, Error> {
-    m.control.travel = Some(crate::monitor::Travel {
-        to: to.icount,
-        every_insn: scan.is_some(),
-    });
+    m.control.travel = Some(crate::monitor::Travel { to: to.icount });
     let mut scan = scan;
     let start = m.position();
-    let mut before = start;
     let end = loop {
         note_progress(m);
         let p = m.position();
-        // A watchpoint hit by the instruction run since the last loop top
-        // (scans stop at every instruction): going back, the machine stops
-        // before that instruction, as gdb expects in reverse.
+        // A watchpoint hit ends the engine's run right after the accessing
+        // instruction. Going back, the machine stops before that
+        // instruction, as gdb expects in reverse: the first moment of its
+        // count after the interrupts delivered there.
         let watched = m.engine.cpu_mut().tlb.watch.take_hit();
         if let Some((hits, inclusive)) = scan.as_mut() {
-            if let Some(hit) = watched {
-                hits.push((before, PauseCause::Watch(hit)));
+            if let Some(hit) = watched.filter(|_| p.icount > 0) {
+                let began = m.position_at(p.icount - 1);
+                hits.push((began, PauseCause::Watch(hit)));
             }
             if p != start && (p < to || (*inclusive && p == to)) {
                 if let Some(cause) = m.control.breakpoint_at(m.engine.cpu().rip) {
@@ -199,7 +196,6 @@ fn run_to(
                 }
             }
         }
-        before = p;
         if p.icount > to.icount || (p.icount == to.icount && p.delivered >= to.delivered) {
             break if p.icount == to.icount {
                 Ok(Arrival::At)
