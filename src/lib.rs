@@ -377,6 +377,8 @@ pub fn run(cfg: &Config) -> Result<u8, Error> {
         let every = cfg.snapshot_every.unwrap_or(time_travel::DEFAULT_EVERY);
         m.history = Some(time_travel::History::new(every));
     }
+    // `--stats` shows where the engine's time went.
+    m.engine.config.timing = cfg.stats;
     start_guest(cfg, &guest, &mut m)?;
     let report = loop {
         let report = m.run()?;

@@ -70,6 +70,17 @@ pub fn render(e: &Engine, pc: &Pc, r: &RunReport) -> String {
             st.compile_ns_max as f64 / 1e3
         ),
     );
+    if e.config.timing {
+        // Where the engine's time went (the rest of the run time is the
+        // machine: devices, timers, pacing).
+        let run = st.run_ns as f64 / 1e9;
+        let compiled = st.compiled_ns as f64 / 1e9;
+        let interp = (run - compiled - compile_secs).max(0.0);
+        let share = |x: f64| format!("{x:.6} s ({:.1}% of run time)", 100.0 * x / secs.max(1e-9));
+        kv("time in the engine", share(run));
+        kv("time in compiled code", share(compiled));
+        kv("time interpreting", share(interp));
+    }
     kv("exceptions", e.stats.exceptions.to_string());
     kv("interrupts", r.counters.interrupts.to_string());
     kv("virtual time", format!("{} ns", r.counters.virtual_ns));
@@ -144,6 +155,43 @@ mod tests {
             "exit",
         ] {
             get(k);
+        }
+    }
+
+    #[test]
+    fn stats_split_the_engine_time_between_compiled_code_and_the_interpreter() {
+        // mov ecx, 200000; l: dec ecx; jnz l; hlt — compiled after 8 turns.
+        let code = [0xb9, 0x40, 0x0d, 0x03, 0x00, 0xff, 0xc9, 0x75, 0xfc, 0xf4];
+        let secs = |text: &str, k: &str| -> f64 {
+            let v = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+                .unwrap_or_else(|| panic!("no {k} in {text}"));
+            v.split(' ').next().unwrap().parse().unwrap()
+        };
+        for (accel, compiled) in [
+            (cjemu_jit::Accel::Interp, false),
+            (cjemu_jit::Accel::Jit { threshold: 8 }, true),
+        ] {
+            let mut e = Engine::new(1 << 20).unwrap();
+            e.config.accel = accel;
+            e.config.timing = true;
+            crate::flat::load_flat(&mut e, &code, 0x1000, 0x1000).unwrap();
+            let t = std::time::Instant::now();
+            assert_eq!(e.run(1_000_000), cjemu_jit::Exit::Halted);
+            let r = RunReport {
+                outcome: Outcome::PoweredOff,
+                run_time: t.elapsed(),
+                counters: Default::default(),
+            };
+            let text = render(&e, &pc(), &r);
+            let (engine, jit, interp) = (
+                secs(&text, "time in the engine"),
+                secs(&text, "time in compiled code"),
+                secs(&text, "time interpreting"),
+            );
+            assert!(engine > 0.0 && jit + interp <= engine + 1e-6, "{text}");
+            assert_eq!(jit > 0.0, compiled, "{text}");
         }
     }
 
