@@ -255,6 +255,20 @@ fn poll_all(m: &mut Machine) {
     crate::gdb::poll(m);
 }
 
+/// During a travel in time (which runs the loop itself): poll the
+/// debuggers as the run loop does, and say whether one asked to stop
+/// (gdb's Ctrl-C, the monitor's `stop` or `quit`).
+pub fn interrupted_while_travelling(m: &mut Machine) -> bool {
+    let due = m
+        .control
+        .last_poll
+        .is_none_or(|t| t.elapsed() >= POLL_EVERY);
+    if due {
+        poll_all(m);
+    }
+    m.control.pause_req.is_some() || m.control.quit
+}
+
 /// The run loop's pause hook (see the module comment). `Some` ends the
 /// run.
 pub fn pause_point(m: &mut Machine) -> Result<Option<Outcome>, Error> {
@@ -365,18 +379,24 @@ fn attached(m: &Machine) -> bool {
 /// `Some(Err(outcome))`: the guest's run ended on the way.
 fn travel(m: &mut Machine) -> Result<Option<Result<PauseCause, Outcome>>, Error> {
     use crate::time_travel::{self, Arrival};
-    let arrival = if let Some(to) = m.control.seek.take() {
-        let to = crate::machine::Position {
-            icount: to,
-            delivered: 0,
-        };
-        (time_travel::go_to(m, to)?, PauseCause::Seek)
-    } else {
-        match m.control.exec {
-            Exec::ReverseStep => (time_travel::reverse_step(m)?, PauseCause::ReverseStep),
-            Exec::ReverseCont => (time_travel::reverse_continue(m)?, PauseCause::HistoryStart),
-            _ => return Ok(None),
+    let seek = m.control.seek.take();
+    let exec = m.control.exec;
+    if seek.is_none() && !matches!(exec, Exec::ReverseStep | Exec::ReverseCont) {
+        return Ok(None);
+    }
+    // Running (not paused) while travelling: a `stop` or gdb's Ctrl-C
+    // meanwhile interrupts the travel.
+    m.control.exec = Exec::Run;
+    let arrival = match (seek, exec) {
+        (Some(to), _) => {
+            let to = crate::machine::Position {
+                icount: to,
+                delivered: 0,
+            };
+            (time_travel::go_to(m, to)?, PauseCause::Seek)
         }
+        (None, Exec::ReverseStep) => (time_travel::reverse_step(m)?, PauseCause::ReverseStep),
+        (None, _) => (time_travel::reverse_continue(m)?, PauseCause::HistoryStart),
     };
     let c = m.engine.cpu();
     // The breakpoint travelled to is not hit again by the next continue.
@@ -386,6 +406,9 @@ fn travel(m: &mut Machine) -> Result<Option<Result<PauseCause, Outcome>>, Error>
         (Arrival::Break(cause), _) => Ok(cause),
         (Arrival::HistoryStart, _) => Ok(PauseCause::HistoryStart),
         (Arrival::Ended(o), _) => Err(o),
+        (Arrival::Interrupted, _) => {
+            Ok(m.control.pause_req.take().unwrap_or(PauseCause::Requested))
+        }
     }))
 }
 

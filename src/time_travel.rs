@@ -60,6 +60,9 @@ pub enum Arrival {
     HistoryStart,
     /// The guest's run ended on the way (a seek past the recording's end).
     Ended(Outcome),
+    /// The debugger interrupted the travel (gdb's Ctrl-C, the monitor's
+    /// `stop`): the machine is wherever it had got to.
+    Interrupted,
 }
 
 impl History {
@@ -206,6 +209,9 @@ fn run_to(
                 )))
             };
         }
+        if crate::monitor::interrupted_while_travelling(m) {
+            break Ok(Arrival::Interrupted);
+        }
         match m.iterate() {
             Ok(Some(o)) => break Ok(Arrival::Ended(o)),
             Ok(None) => {}
@@ -295,7 +301,9 @@ pub fn reverse_continue(m: &mut Machine) -> Result<Arrival, Error> {
         let mut hits = Vec::new();
         // (From the end of the recording the scan ends with the guest's
         // run, at `until`: the hits before it are what counts.)
-        run_to(m, until.0, Some((&mut hits, until.1)))?;
+        if run_to(m, until.0, Some((&mut hits, until.1)))? == Arrival::Interrupted {
+            return Ok(Arrival::Interrupted);
+        }
         if let Some(&(pos, cause)) = hits.last() {
             return match go_to(m, pos)? {
                 Arrival::At => Ok(Arrival::Break(cause)),
