@@ -100,19 +100,7 @@ pub(crate) fn emit_load(e: &mut ClifEmitter, lin: Value, w: Width) -> Value {
 
     e.b.switch_to_block(slow);
     e.called_slow_path = true;
-    let bytes = e.b.ins().iconst(I64, w.bytes() as i64);
-    let pending = e.pending_count() as i64;
-    let adj = e.b.ins().iconst(I64, pending);
-    let ctx = e.ctx;
-    let st = e.call_helper(
-        e.sigs.load,
-        runtime::load_slow as *const (),
-        &[ctx, lin, bytes, adj],
-    );
-    fault_check(e, st);
-    let slow_v =
-        e.b.ins()
-            .load(I64, MemFlagsData::trusted(), e.ctx, CTX_VALUE);
+    let slow_v = load_slow(e, lin, w.bytes() as u64);
     e.b.ins().jump(merge, &[BlockArg::Value(slow_v)]);
     e.b.seal_block(merge);
     e.b.switch_to_block(merge);
@@ -133,16 +121,13 @@ pub(crate) fn emit_store(e: &mut ClifEmitter, lin: Value, w: Width, v: Value) {
 
     e.b.switch_to_block(slow);
     e.called_slow_path = true;
-    let bytes = e.b.ins().iconst(I64, w.bytes() as i64);
-    let pending = e.pending_count() as i64;
-    let adj = e.b.ins().iconst(I64, pending);
-    let ctx = e.ctx;
-    let st = e.call_helper(
-        e.sigs.store,
+    call_slow(
+        e,
         runtime::store_slow as *const (),
-        &[ctx, lin, bytes, v, adj],
+        lin,
+        w.bytes() as u64,
+        Some(v),
     );
-    fault_check(e, st);
     e.b.ins().jump(merge, &[]);
     e.b.seal_block(merge);
     e.b.switch_to_block(merge);
@@ -152,48 +137,31 @@ pub(crate) fn emit_store(e: &mut ClifEmitter, lin: Value, w: Width, v: Value) {
 /// a cold call that leaves the block when a page is not writable.
 pub(crate) fn emit_probe_write(e: &mut ClifEmitter, lin: Value, len: u64) {
     e.called_slow_path = true;
-    let bytes = e.b.ins().iconst(I64, len as i64);
+    // Same shape as the load helper: (ctx, lin, bytes, adj) -> status.
+    call_slow(e, runtime::probe_write_slow as *const (), lin, len, None);
+}
+
+/// Call a slow-path memory helper for `bytes` bytes at `lin` (`store`: the
+/// value a store writes; otherwise the load-shaped signature), leaving the
+/// block when its status says the access faulted.
+fn call_slow(e: &mut ClifEmitter, helper: *const (), lin: Value, bytes: u64, store: Option<Value>) {
+    let bytes = e.b.ins().iconst(I64, bytes as i64);
     let pending = e.pending_count() as i64;
     let adj = e.b.ins().iconst(I64, pending);
     let ctx = e.ctx;
-    // Same shape as the load helper: (ctx, lin, bytes, adj) -> status.
-    let st = e.call_helper(
-        e.sigs.load,
-        runtime::probe_write_slow as *const (),
-        &[ctx, lin, bytes, adj],
-    );
+    let st = match store {
+        Some(v) => e.call_helper(e.sigs.store, helper, &[ctx, lin, bytes, v, adj]),
+        None => e.call_helper(e.sigs.load, helper, &[ctx, lin, bytes, adj]),
+    };
     fault_check(e, st);
 }
 
-/// The slow path of one 8-byte half: the runtime's load, leaving the block
-/// on a fault. Returns the value.
-fn load_half_slow(e: &mut ClifEmitter, lin: Value) -> Value {
-    let bytes = e.b.ins().iconst(I64, 8);
-    let pending = e.pending_count() as i64;
-    let adj = e.b.ins().iconst(I64, pending);
-    let ctx = e.ctx;
-    let st = e.call_helper(
-        e.sigs.load,
-        runtime::load_slow as *const (),
-        &[ctx, lin, bytes, adj],
-    );
-    fault_check(e, st);
+/// The runtime's load of `bytes` bytes at `lin` (the slow path): the value
+/// it leaves in the context.
+fn load_slow(e: &mut ClifEmitter, lin: Value, bytes: u64) -> Value {
+    call_slow(e, runtime::load_slow as *const (), lin, bytes, None);
     e.b.ins()
         .load(I64, MemFlagsData::trusted(), e.ctx, CTX_VALUE)
-}
-
-/// The slow path of one 8-byte half of a store.
-fn store_half_slow(e: &mut ClifEmitter, lin: Value, v: Value) {
-    let bytes = e.b.ins().iconst(I64, 8);
-    let pending = e.pending_count() as i64;
-    let adj = e.b.ins().iconst(I64, pending);
-    let ctx = e.ctx;
-    let st = e.call_helper(
-        e.sigs.store,
-        runtime::store_slow as *const (),
-        &[ctx, lin, bytes, v, adj],
-    );
-    fault_check(e, st);
 }
 
 /// Load 16 bytes at `lin` as (low, high) 8-byte halves: one TLB probe for
@@ -212,9 +180,9 @@ pub(crate) fn emit_load16(e: &mut ClifEmitter, lin: Value) -> (Value, Value) {
 
     e.b.switch_to_block(slow);
     e.called_slow_path = true;
-    let s_lo = load_half_slow(e, lin);
+    let s_lo = load_slow(e, lin, 8);
     let lin8 = e.b.ins().iadd_imm_s(lin, 8);
-    let s_hi = load_half_slow(e, lin8);
+    let s_hi = load_slow(e, lin8, 8);
     e.b.ins()
         .jump(merge, &[BlockArg::Value(s_lo), BlockArg::Value(s_hi)]);
     e.b.seal_block(merge);
@@ -234,9 +202,10 @@ pub(crate) fn emit_store16(e: &mut ClifEmitter, lin: Value, lo: Value, hi: Value
 
     e.b.switch_to_block(slow);
     e.called_slow_path = true;
-    store_half_slow(e, lin, lo);
+    let store = runtime::store_slow as *const ();
+    call_slow(e, store, lin, 8, Some(lo));
     let lin8 = e.b.ins().iadd_imm_s(lin, 8);
-    store_half_slow(e, lin8, hi);
+    call_slow(e, store, lin8, 8, Some(hi));
     e.b.ins().jump(merge, &[]);
     e.b.seal_block(merge);
     e.b.switch_to_block(merge);
