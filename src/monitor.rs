@@ -259,6 +259,13 @@ fn poll_all(m: &mut Machine) {
 /// debuggers as the run loop does, and say whether one asked to stop
 /// (gdb's Ctrl-C, the monitor's `stop` or `quit`).
 pub fn interrupted_while_travelling(m: &mut Machine) -> bool {
+    poll_if_due(m);
+    m.control.pause_req.is_some() || m.control.quit
+}
+
+/// Poll the monitor and gdb if [`POLL_EVERY`] has passed since the last
+/// time. Returns whether it polled.
+fn poll_if_due(m: &mut Machine) -> bool {
     let due = m
         .control
         .last_poll
@@ -266,22 +273,15 @@ pub fn interrupted_while_travelling(m: &mut Machine) -> bool {
     if due {
         poll_all(m);
     }
-    m.control.pause_req.is_some() || m.control.quit
+    due
 }
 
 /// The run loop's pause hook (see the module comment). `Some` ends the
 /// run.
 pub fn pause_point(m: &mut Machine) -> Result<Option<Outcome>, Error> {
     let mut why = pause_due(m);
-    if why.is_none() && !m.control.quit {
-        let due = m
-            .control
-            .last_poll
-            .is_none_or(|t| t.elapsed() >= POLL_EVERY);
-        if due {
-            poll_all(m);
-            why = pause_due(m);
-        }
+    if why.is_none() && !m.control.quit && poll_if_due(m) {
+        why = pause_due(m);
     }
     if m.control.quit {
         return Ok(end_run(m));
