@@ -328,7 +328,7 @@ pub fn run_timed(
 ) -> Option<TimedRun> {
     let _ = std::fs::remove_file(out);
     let start = Instant::now();
-    let mut child = Command::new(program)
+    let child = Command::new(program)
         .args(args)
         .arg("-serial")
         .arg(format!("file:{}", out.display()))
@@ -337,36 +337,14 @@ pub fn run_timed(
         .stderr(Stdio::piped())
         .spawn()
         .ok()?;
-    // Drain stderr on a thread so a chatty child cannot block on the pipe.
-    let mut err_pipe = child.stderr.take()?;
-    let reader = std::thread::spawn(move || {
-        use std::io::Read;
-        let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{} {args:?} did not finish within {timeout:?}",
-                program.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    };
+    let what = format!("{} {args:?}", program.display());
+    // Polled every millisecond: the wall time is the figure.
+    let f = harness::wait_child(child, &what, timeout, Duration::from_millis(1));
     let wall = start.elapsed();
-    let stderr = reader.join().unwrap_or_default();
     Some(TimedRun {
-        status: status.code().unwrap_or_else(|| {
-            panic!("{} killed by a signal; stderr: {stderr}", program.display())
-        }),
+        status: f.code,
         serial: String::from_utf8_lossy(&std::fs::read(out).unwrap_or_default()).into_owned(),
-        stderr,
+        stderr: f.stderr,
         wall,
     })
 }

@@ -258,49 +258,93 @@ impl RunResult {
     }
 }
 
-/// Run `program args… -serial file:OUT` with a timeout.
-/// Run `program` with `args` and COM1 into the file `out`, killed after
-/// [`TIMEOUT`]; a signal death or a hang fails the test.
-pub fn run(program: &str, args: &[String], out: &Path) -> RunResult {
-    let _ = std::fs::remove_file(out);
-    let mut child = Command::new(program)
-        .args(args)
-        .arg("-serial")
-        .arg(format!("file:{}", out.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {program} ({e}); the QEMU parity tests need it: \
-                 apt-get install qemu-system-x86 (.ci/run installs it)"
-            )
-        });
+/// What a finished child left: its exit status (a signal death fails the
+/// caller), stdout and stderr.
+pub struct Finished {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+/// Wait for `child` (stdout and stderr piped or null), draining its pipes
+/// on threads so a chatty child never blocks on a full pipe (which would
+/// look like a hang); polled every `poll`, killed after `timeout`, which
+/// fails the caller, as does a death by signal. `what` names it in panics.
+pub fn wait_child(
+    mut child: std::process::Child,
+    what: &str,
+    timeout: Duration,
+    poll: Duration,
+) -> Finished {
+    use std::io::Read;
+    let out = child.stdout.take().map(|mut o| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = o.read_to_end(&mut v);
+            v
+        })
+    });
+    let err = child.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = e.read_to_string(&mut s);
+            s
+        })
+    });
     let start = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        if start.elapsed() > TIMEOUT {
+        if start.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{program} {args:?} did not finish within {TIMEOUT:?} (guest hang?)");
+            panic!("{what} did not finish within {timeout:?} (guest hang?)");
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(poll);
     };
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
-    }
+    let stdout = out.map(|t| t.join().unwrap()).unwrap_or_default();
+    let stderr = err.map(|t| t.join().unwrap()).unwrap_or_default();
     let code = status
         .code()
-        .unwrap_or_else(|| panic!("{program} killed by a signal; stderr: {err}"));
+        .unwrap_or_else(|| panic!("{what} killed by a signal; stderr: {stderr}"));
+    Finished {
+        code,
+        stdout,
+        stderr,
+    }
+}
+
+/// Start `cmd`, or fail saying which package provides `program`.
+fn spawn_or_explain(cmd: &mut Command, program: &str) -> std::process::Child {
+    cmd.spawn().unwrap_or_else(|e| {
+        panic!(
+            "cannot run {program} ({e}); the QEMU parity tests need it: \
+             apt-get install qemu-system-x86 (.ci/run installs it)"
+        )
+    })
+}
+
+/// Run `program` with `args` and COM1 into the file `out`, killed after
+/// [`TIMEOUT`]; a signal death or a hang fails the test.
+pub fn run(program: &str, args: &[String], out: &Path) -> RunResult {
+    let _ = std::fs::remove_file(out);
+    let child = spawn_or_explain(
+        Command::new(program)
+            .args(args)
+            .arg("-serial")
+            .arg(format!("file:{}", out.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+        program,
+    );
+    let what = format!("{program} {args:?}");
+    let f = wait_child(child, &what, TIMEOUT, Duration::from_millis(10));
     RunResult {
-        status: code,
+        status: f.code,
         serial: std::fs::read(out).unwrap_or_default(),
-        stderr: err,
+        stderr: f.stderr,
     }
 }
 
@@ -360,57 +404,23 @@ pub fn parity(kernel: &Path, extra: &[&str]) -> RunResult {
 /// killed after [`TIMEOUT`]. QEMU's `-serial` has no file input, so this is
 /// how both emulators can be fed the same bytes.
 pub fn run_piped(program: &str, args: &[String], input: &Path) -> RunResult {
-    use std::io::Read;
     let stdin = std::fs::File::open(input)
         .unwrap_or_else(|e| panic!("serial input {}: {e}", input.display()));
-    let mut child = Command::new(program)
-        .args(args)
-        .args(["-serial", "stdio"])
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {program} ({e}); the QEMU parity tests need it: \
-                 apt-get install qemu-system-x86 (.ci/run installs it)"
-            )
-        });
-    // Drain both pipes on threads: a child blocked on a full pipe would
-    // look like a hang.
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{program} {args:?} did not finish within {TIMEOUT:?} (guest hang?)");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let serial = out_t.join().unwrap();
-    let stderr = err_t.join().unwrap();
-    let code = status
-        .code()
-        .unwrap_or_else(|| panic!("{program} killed by a signal; stderr: {stderr}"));
+    let child = spawn_or_explain(
+        Command::new(program)
+            .args(args)
+            .args(["-serial", "stdio"])
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+        program,
+    );
+    let what = format!("{program} {args:?}");
+    let f = wait_child(child, &what, TIMEOUT, Duration::from_millis(10));
     RunResult {
-        status: code,
-        serial,
-        stderr,
+        status: f.code,
+        serial: f.stdout,
+        stderr: f.stderr,
     }
 }
 
