@@ -517,33 +517,44 @@ impl HwWatchpoint for Machine {
     }
 }
 
+/// Set (`on`) or clear a breakpoint in `set` (gdb's software or hardware
+/// ones: the engine treats both alike). Returns what gdb is told: always
+/// success for an addition (a second breakpoint at one address is the same
+/// one), whether it existed for a removal.
+fn set_breakpoint(m: &mut Machine, hw: bool, addr: u64, on: bool) -> bool {
+    let set = if hw {
+        &mut m.control.hw_breaks
+    } else {
+        &mut m.control.sw_breaks
+    };
+    let changed = if on {
+        // Adding one that exists is still a success for gdb.
+        set.insert(addr);
+        true
+    } else {
+        set.remove(&addr)
+    };
+    m.apply_breakpoints();
+    changed
+}
+
 impl SwBreakpoint for Machine {
     fn add_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
-        // A second breakpoint at one address is the same breakpoint.
-        self.control.sw_breaks.insert(addr);
-        self.apply_breakpoints();
-        Ok(true)
+        Ok(set_breakpoint(self, false, addr, true))
     }
 
     fn remove_sw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
-        let had = self.control.sw_breaks.remove(&addr);
-        self.apply_breakpoints();
-        Ok(had)
+        Ok(set_breakpoint(self, false, addr, false))
     }
 }
 
 impl HwBreakpoint for Machine {
     fn add_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
-        // A second breakpoint at one address is the same breakpoint.
-        self.control.hw_breaks.insert(addr);
-        self.apply_breakpoints();
-        Ok(true)
+        Ok(set_breakpoint(self, true, addr, true))
     }
 
     fn remove_hw_breakpoint(&mut self, addr: u64, _kind: usize) -> TargetResult<bool, Self> {
-        let had = self.control.hw_breaks.remove(&addr);
-        self.apply_breakpoints();
-        Ok(had)
+        Ok(set_breakpoint(self, true, addr, false))
     }
 }
 
