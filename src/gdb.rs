@@ -517,8 +517,8 @@ impl HwWatchpoint for Machine {
     }
 }
 
-/// Set (`on`) or clear a breakpoint in `set` (gdb's software or hardware
-/// ones: the engine treats both alike). Returns what gdb is told: always
+/// Set (`on`) or clear a breakpoint among gdb's software or (`hw`) hardware
+/// ones (the engine treats both alike). Returns what gdb is told: always
 /// success for an addition (a second breakpoint at one address is the same
 /// one), whether it existed for a removal.
 fn set_breakpoint(m: &mut Machine, hw: bool, addr: u64, on: bool) -> bool {
