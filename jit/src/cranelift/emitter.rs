@@ -167,6 +167,11 @@ pub struct ClifEmitter<'a, 'f> {
     /// Slots a region keeps in variables across its internal edges: Live
     /// (and stored at every exit) at each member block's entry.
     pub(crate) carried: [bool; SLOTS],
+    /// The carried slots some instruction of the region may write: the
+    /// only ones a member block's entry counts as dirty (the others always
+    /// equal `CpuState`, so exits do not store them). A write to a carried
+    /// slot outside this set fails the compile.
+    pub(crate) written: [bool; SLOTS],
     /// The lazy-flags operation expected when the block starts with
     /// `CcState::Dynamic`: `cond`/`rflags` test it at run time and inline
     /// its formula, calling the helper only when it is another one.
@@ -240,6 +245,7 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
             statics: Vec::new(),
             err: None,
             carried: [false; SLOTS],
+            written: [false; SLOTS],
             guess: None,
             links: 0,
             site_indirect: Vec::new(),
@@ -264,8 +270,9 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
     }
 
     /// The compile-time state at the entry of a region's member block (and
-    /// after the region's function entry): carried slots Live and counted
-    /// as dirty (stored at exits), the others in `CpuState`; the lazy flags
+    /// after the region's function entry): carried slots Live, those the
+    /// region writes counted as dirty (stored at exits), the others in
+    /// `CpuState`; the lazy flags
     /// in their variables (`Dynamic`) when `dynamic_cc`, else in `CpuState`.
     pub(crate) fn set_entry_state(&mut self, dynamic_cc: bool, guess: Option<CcOp>) {
         for s in 0..SLOTS {
@@ -275,7 +282,7 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
                 Slot::Untouched
             };
         }
-        self.dirty = self.carried;
+        self.dirty = core::array::from_fn(|s| self.carried[s] && self.written[s]);
         self.sse_ok = self.sse_region;
         self.cc = if dynamic_cc {
             CcState::Dynamic
@@ -319,7 +326,9 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
                     self.b.def_var(self.vars[s], v);
                     self.slot[s] = Slot::Live;
                 }
-                self.dirty[s] = true;
+                // What the member entry expects (a superset of what this
+                // path wrote: `slot_set` checks).
+                self.dirty[s] = self.written[s];
             } else if self.dirty[s] {
                 let v = self.b.use_var(self.vars[s]);
                 self.store_slot_home(s, v);
@@ -549,6 +558,12 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
     }
 
     fn slot_set(&mut self, s: usize, v: Value) {
+        if self.carried[s] && !self.written[s] {
+            // Member entries would not store it at exits: wrong state.
+            self.fail(JitError::Internal(format!(
+                "slot {s} written but not predicted as written"
+            )));
+        }
         self.b.def_var(self.vars[s], v);
         self.slot[s] = Slot::Live;
         self.dirty[s] = true;

@@ -773,33 +773,46 @@ struct Built {
     site_indirect: Vec<bool>,
 }
 
-/// The slots a multi-block region keeps in variables across its edges:
-/// every general and XMM register some instruction of the region names
-/// (read or written). Only a cost decision: any set is correct.
-fn carried_slots(blocks: &[&Block]) -> [bool; emitter::SLOTS] {
+/// The slots a multi-block region keeps in variables across its edges
+/// (`.0`): every general and XMM register some instruction of the region
+/// names (read or written). Only a cost decision: any set is correct.
+/// And (`.1`) those of them some instruction may write: only these can
+/// differ from `CpuState` at an exit, so only these are stored there. The
+/// emitter checks every write against `.1` (a slot written outside it
+/// fails the region's compile), so a wrong guess costs speed, never state.
+fn carried_slots(blocks: &[&Block]) -> ([bool; emitter::SLOTS], [bool; emitter::SLOTS]) {
+    use iced_x86::OpAccess as A;
     let mut set = [false; emitter::SLOTS];
+    let mut written = [false; emitter::SLOTS];
     if blocks.len() < 2 && !self_loop(blocks[0]) {
-        return set;
+        return (set, written);
     }
     let mut f = iced_x86::InstructionInfoFactory::new();
     for b in blocks {
         for insn in &b.insns {
             for u in f.info(&insn.i).used_registers() {
+                let w = matches!(
+                    u.access(),
+                    A::Write | A::CondWrite | A::ReadWrite | A::ReadCondWrite
+                );
                 let r = u.register().full_register();
                 if r.is_gpr64() {
                     set[r.number()] = true;
+                    written[r.number()] |= w;
                 } else if u.register().is_xmm() {
                     // Both halves: a loop's vector accumulator stays in
                     // host registers instead of a store and a reload
                     // through `CpuState` at every turn.
                     let n = u.register().number() - iced_x86::Register::XMM0.number();
-                    set[emitter::xmm_slot(n, false)] = true;
-                    set[emitter::xmm_slot(n, true)] = true;
+                    for high in [false, true] {
+                        set[emitter::xmm_slot(n, high)] = true;
+                        written[emitter::xmm_slot(n, high)] |= w;
+                    }
                 }
             }
         }
     }
-    set
+    (set, written)
 }
 
 /// Does `block` branch to its own start (a one-block loop)?
@@ -855,7 +868,7 @@ fn emit_region<S: SemSource>(
     let mut guesses: Vec<Option<CcOp>> = vec![None; blocks.len()];
     guesses[0] = guess;
     let mut e = ClifEmitter::new(b, cpu, ctx, sigs, bits, stack_bits);
-    e.carried = carried_slots(blocks);
+    (e.carried, e.written) = carried_slots(blocks);
     e.sse_region = sse_gate;
     // The lazy flags go to variables when some read may use a guess or
     // edges carry them.
