@@ -777,9 +777,10 @@ struct Built {
 /// (`.0`): every general and XMM register some instruction of the region
 /// names (read or written). Only a cost decision: any set is correct.
 /// And (`.1`) those of them some instruction may write: only these can
-/// differ from `CpuState` at an exit, so only these are stored there. The
-/// emitter checks every write against `.1` (a slot written outside it
-/// fails the region's compile), so a wrong guess costs speed, never state.
+/// differ from `CpuState`, so only these XMM halves are stored at exits
+/// (see `ClifEmitter::kept_dirty`). The emitter checks every XMM write
+/// against `.1` (one outside it fails the region's compile), so a wrong
+/// guess costs speed, never state.
 fn carried_slots(blocks: &[&Block]) -> ([bool; emitter::SLOTS], [bool; emitter::SLOTS]) {
     use iced_x86::OpAccess as A;
     let mut set = [false; emitter::SLOTS];
