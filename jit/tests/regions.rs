@@ -903,8 +903,8 @@ fn a_loop_of_26_blocks_stays_in_one_region() {
     assert_eq!(e.stats.compile_failures, 0);
 }
 
-/// Registers written in one member block only (R9, R10 in the loop head)
-/// must reach `CpuState` at every later exit of the region: the budget
+/// Registers written in one member block only (R9, R10 and XMM1 in the
+/// loop head) must reach `CpuState` at every later exit of the region: the budget
 /// check of each later member, the exit after an MMIO store (`exit_req`)
 /// and the exits of the loop edge. The interpreter and the JIT run in the
 /// same budget slices and are compared after every return of `run`, so an
@@ -923,6 +923,8 @@ fn exits_store_registers_written_in_earlier_members() {
         a.lea(r9, qword_ptr(rcx * 4 + 7))?;
         a.mov(r10, r9)?;
         a.xor(r10, 0x55)?;
+        a.movq(xmm1, r9)?;
+        a.paddq(xmm1, xmm1)?;
         a.test(ecx, 1)?;
         a.jz(even)?;
         a.add(rax, rcx)?;
@@ -933,6 +935,7 @@ fn exits_store_registers_written_in_earlier_members() {
         a.set_label(&mut join)?;
         a.mov(dword_ptr(rdi), ecx)?;
         a.add(rdx, qword_ptr(r8 + 8))?;
+        a.paddq(xmm2, xmm0)?;
         a.dec(ecx)?;
         a.jnz(top)?;
         a.hlt()
@@ -954,6 +957,11 @@ fn exits_store_registers_written_in_earlier_members() {
                 let (w, g) = (want.run(budget), got.run(budget));
                 assert_eq!(g, w, "{accel:?} budget {budget} run {turn}");
                 let (wo, go) = (outcome(&want), outcome(&got));
+                assert_eq!(
+                    got.cpu().xmm,
+                    want.cpu().xmm,
+                    "{accel:?} budget {budget} run {turn}"
+                );
                 assert!(
                     go == wo,
                     "{accel:?} budget {budget} run {turn}: icount {} vs {}, rip {:#x} vs {:#x}, \

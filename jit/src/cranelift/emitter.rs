@@ -321,12 +321,10 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
     /// dirty, the lazy flags in their variables.
     pub(crate) fn prepare_edge(&mut self) {
         for s in 0..SLOTS {
-            if self.carried[s] {
-                if self.slot[s] == Slot::Untouched {
-                    let v = self.load_slot_home(s);
-                    self.b.def_var(self.vars[s], v);
-                    self.slot[s] = Slot::Live;
-                }
+            if self.carried[s] && self.slot[s] == Slot::Untouched {
+                let v = self.load_slot_home(s);
+                self.b.def_var(self.vars[s], v);
+                self.slot[s] = Slot::Live;
             }
             if self.kept_dirty(s) {
                 self.dirty[s] = true;
