@@ -169,10 +169,9 @@ pub struct ClifEmitter<'a, 'f> {
     /// Slots a region keeps in variables across its internal edges: Live
     /// at each member block's entry.
     pub(crate) carried: [bool; SLOTS],
-    /// The carried slots some instruction of the region may write. Only
-    /// XMM ones are dirty at member entries ([`ClifEmitter::kept_dirty`]);
-    /// a write to a carried XMM slot outside this set fails the compile.
-    pub(crate) written: [bool; SLOTS],
+    /// The carried slots that are dirty at every member entry: stored at
+    /// every exit, never at edges (see [`ClifEmitter::kept_dirty`]).
+    pub(crate) kept: [bool; SLOTS],
     /// The lazy-flags operation expected when the block starts with
     /// `CcState::Dynamic`: `cond`/`rflags` test it at run time and inline
     /// its formula, calling the helper only when it is another one.
@@ -246,7 +245,7 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
             statics: Vec::new(),
             err: None,
             carried: [false; SLOTS],
-            written: [false; SLOTS],
+            kept: [false; SLOTS],
             guess: None,
             links: 0,
             site_indirect: Vec::new(),
@@ -341,14 +340,15 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
     }
 
     /// Is carried slot `s` dirty at every member entry (stored at every
-    /// exit, never at edges)? The XMM halves the region writes: a loop's
-    /// vector accumulators are not stored at every turn (ssemem: storing
-    /// them at edges cost ~15%). Carried general registers written by a
-    /// block are stored at its edges instead: member entries start with
-    /// them clean, so an exit stores only what its own block wrote so far
-    /// (sortsieve: 30% less code and compile time, and faster).
+    /// exit, never at edges)? The region picks these (`kept`: written XMM
+    /// halves, general registers most blocks write): a loop's counters and
+    /// vector accumulators are not stored at every turn. Any other carried
+    /// slot a block writes is stored at its edges: member entries start
+    /// with it clean, so an exit stores only what its own block wrote so
+    /// far (sortsieve: ~30% less code and compile time). Correct whatever
+    /// the choice: the dirty set is exact for the slots not kept.
     fn kept_dirty(&self, s: usize) -> bool {
-        self.carried[s] && self.written[s] && s >= XMM_SLOT0
+        self.carried[s] && self.kept[s]
     }
 
     /// Leave the region at a member block's boundary (nothing of the block
@@ -568,12 +568,6 @@ impl<'a, 'f> ClifEmitter<'a, 'f> {
     }
 
     fn slot_set(&mut self, s: usize, v: Value) {
-        if self.carried[s] && s >= XMM_SLOT0 && !self.written[s] {
-            // Member entries would not store it at exits: wrong state.
-            self.fail(JitError::Internal(format!(
-                "slot {s} written but not predicted as written"
-            )));
-        }
         self.b.def_var(self.vars[s], v);
         self.slot[s] = Slot::Live;
         self.dirty[s] = true;
