@@ -902,3 +902,87 @@ fn a_loop_of_26_blocks_stays_in_one_region() {
     );
     assert_eq!(e.stats.compile_failures, 0);
 }
+
+/// Registers written in one member block only (R9, R10 and XMM1 in the
+/// loop head) must reach `CpuState` at every later exit of the region: the budget
+/// check of each later member, the exit after an MMIO store (`exit_req`)
+/// and the exits of the loop edge. The interpreter and the JIT run in the
+/// same budget slices and are compared after every return of `run`, so an
+/// exit that forgets a register fails even where the guest never reads it
+/// again.
+#[test]
+fn exits_store_registers_written_in_earlier_members() {
+    let code = assemble(|a| {
+        let mut top = a.create_label();
+        let mut even = a.create_label();
+        let mut join = a.create_label();
+        a.mov(ecx, 24u32)?;
+        a.mov(r8, DATA)?;
+        a.mov(rdi, MMIO)?;
+        a.set_label(&mut top)?;
+        a.lea(r9, qword_ptr(rcx * 4 + 7))?;
+        a.mov(r10, r9)?;
+        a.xor(r10, 0x55)?;
+        a.movq(xmm1, r9)?;
+        a.paddq(xmm1, xmm1)?;
+        a.test(ecx, 1)?;
+        a.jz(even)?;
+        a.add(rax, rcx)?;
+        a.mov(qword_ptr(r8 + rcx * 8), rax)?;
+        a.jmp(join)?;
+        a.set_label(&mut even)?;
+        a.add(rbx, rcx)?;
+        a.set_label(&mut join)?;
+        a.mov(dword_ptr(rdi), ecx)?;
+        a.add(rdx, qword_ptr(r8 + 8))?;
+        a.paddq(xmm2, xmm0)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.hlt()
+    });
+    let new = |accel: Accel| {
+        let mut mem = GuestMemory::new(RAM).unwrap();
+        mem.add_mmio(GuestPhysAddr(MMIO), 0x1000).unwrap();
+        let mut e = Engine::with_memory(mem, Box::new(Mmio(Default::default())));
+        e.config.accel = accel;
+        e.mem_mut().write_phys(GuestPhysAddr(CODE), &code).unwrap();
+        flat_long_mode(&mut e, GuestPhysAddr(TABLES), CODE, STACK).unwrap();
+        e
+    };
+    for accel in [Accel::Jit { threshold: 0 }, Accel::Jit { threshold: 2 }] {
+        let mut compiled = 0;
+        for budget in (1..=40).chain([1 << 20]) {
+            let (mut want, mut got) = (new(Accel::Interp), new(accel));
+            for turn in 0.. {
+                let (w, g) = (want.run(budget), got.run(budget));
+                assert_eq!(g, w, "{accel:?} budget {budget} run {turn}");
+                let (wo, go) = (outcome(&want), outcome(&got));
+                assert_eq!(
+                    got.cpu().xmm,
+                    want.cpu().xmm,
+                    "{accel:?} budget {budget} run {turn}"
+                );
+                assert!(
+                    go == wo,
+                    "{accel:?} budget {budget} run {turn}: icount {} vs {}, rip {:#x} vs {:#x}, \
+                     regs {:x?} vs {:x?}",
+                    go.0,
+                    wo.0,
+                    go.2,
+                    wo.2,
+                    go.1,
+                    wo.1
+                );
+                if w == Exit::Halted {
+                    break;
+                }
+            }
+            compiled += got.stats.compiled_insns;
+            assert!(got.stats.region_blocks > got.stats.blocks_compiled || budget < 4);
+        }
+        assert!(
+            compiled > 1000,
+            "{accel:?}: compiled code ran ({compiled} insns)"
+        );
+    }
+}

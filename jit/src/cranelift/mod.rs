@@ -773,33 +773,58 @@ struct Built {
     site_indirect: Vec<bool>,
 }
 
-/// The slots a multi-block region keeps in variables across its edges:
-/// every general and XMM register some instruction of the region names
-/// (read or written). Only a cost decision: any set is correct.
-fn carried_slots(blocks: &[&Block]) -> [bool; emitter::SLOTS] {
+/// The slots a multi-block region keeps in variables across its edges
+/// (`.0`): every general and XMM register some instruction of the region
+/// names (read or written). And (`.1`) those of them that stay dirty
+/// across edges, stored at exits only (`ClifEmitter::kept`): the XMM
+/// halves some instruction writes, and the general registers written in
+/// at least half of the blocks (the others are stored at the edges of the
+/// blocks that write them). Only cost decisions: any sets are correct.
+fn carried_slots(blocks: &[&Block]) -> ([bool; emitter::SLOTS], [bool; emitter::SLOTS]) {
+    use iced_x86::OpAccess as A;
     let mut set = [false; emitter::SLOTS];
+    let mut kept = [false; emitter::SLOTS];
     if blocks.len() < 2 && !self_loop(blocks[0]) {
-        return set;
+        return (set, kept);
     }
+    // Blocks writing each slot.
+    let mut writers = [0usize; emitter::SLOTS];
     let mut f = iced_x86::InstructionInfoFactory::new();
     for b in blocks {
+        let mut written = [false; emitter::SLOTS];
         for insn in &b.insns {
             for u in f.info(&insn.i).used_registers() {
+                let w = matches!(
+                    u.access(),
+                    A::Write | A::CondWrite | A::ReadWrite | A::ReadCondWrite
+                );
                 let r = u.register().full_register();
                 if r.is_gpr64() {
                     set[r.number()] = true;
+                    written[r.number()] |= w;
                 } else if u.register().is_xmm() {
                     // Both halves: a loop's vector accumulator stays in
                     // host registers instead of a store and a reload
                     // through `CpuState` at every turn.
                     let n = u.register().number() - iced_x86::Register::XMM0.number();
-                    set[emitter::xmm_slot(n, false)] = true;
-                    set[emitter::xmm_slot(n, true)] = true;
+                    for high in [false, true] {
+                        let s = emitter::xmm_slot(n, high);
+                        set[s] = true;
+                        // Any XMM write: storing them at edges cost
+                        // ssemem ~15%.
+                        kept[s] |= w;
+                    }
                 }
             }
         }
+        for (n, w) in writers.iter_mut().zip(written) {
+            *n += w as usize;
+        }
     }
-    set
+    for (k, n) in kept.iter_mut().zip(writers) {
+        *k |= 2 * n >= blocks.len() && n > 0;
+    }
+    (set, kept)
 }
 
 /// Does `block` branch to its own start (a one-block loop)?
@@ -855,7 +880,7 @@ fn emit_region<S: SemSource>(
     let mut guesses: Vec<Option<CcOp>> = vec![None; blocks.len()];
     guesses[0] = guess;
     let mut e = ClifEmitter::new(b, cpu, ctx, sigs, bits, stack_bits);
-    e.carried = carried_slots(blocks);
+    (e.carried, e.kept) = carried_slots(blocks);
     e.sse_region = sse_gate;
     // The lazy flags go to variables when some read may use a guess or
     // edges carry them.
