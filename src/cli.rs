@@ -241,8 +241,9 @@ pub struct Config {
     pub checkpoint_every: Option<u64>,
     /// `--snapshot-every N`.
     pub snapshot_every: Option<u64>,
-    /// `--snapshot-dir DIR` (default `.`).
-    pub snapshot_dir: PathBuf,
+    /// `--snapshot-dir DIR` (default `.`; in a replay a debugger drives,
+    /// none: `--snapshot-every` alone sets the in-memory history).
+    pub snapshot_dir: Option<PathBuf>,
     /// `--loadvm FILE`.
     pub loadvm: Option<PathBuf>,
     pub stats: bool,
@@ -513,7 +514,7 @@ fn validate(raw: RawArgs) -> Result<Config, Error> {
         record_replay,
         checkpoint_every: raw.checkpoint_every,
         snapshot_every: raw.snapshot_every,
-        snapshot_dir: raw.snapshot_dir.unwrap_or_else(|| PathBuf::from(".")),
+        snapshot_dir: raw.snapshot_dir,
         loadvm: raw.loadvm,
         stats: raw.stats,
         gdb,

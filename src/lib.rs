@@ -279,18 +279,21 @@ pub fn replay_dump(path: &Path) -> Result<String, Error> {
 /// loaded run without it keeps the stops of the run that wrote the file,
 /// so it hands serial input over at the same counts.
 fn start_guest(cfg: &Config, guest: &Guest, m: &mut Machine) -> Result<(), Error> {
-    m.snapshots = cfg.snapshot_every.map(|every| snapshot::SnapshotPlan {
-        every,
-        dir: Some(cfg.snapshot_dir.clone()),
-    });
-    if m.snapshots.is_some() {
-        std::fs::create_dir_all(&cfg.snapshot_dir).map_err(|e| {
-            Error::Input(format!(
-                "--snapshot-dir {}: {e}",
-                cfg.snapshot_dir.display()
-            ))
-        })?;
+    // In a replay a debugger drives, `--snapshot-every` alone sets how
+    // often the history keeps snapshots in memory; files are written only
+    // to a `--snapshot-dir` given. Otherwise the directory defaults to `.`.
+    let dir = match (&cfg.snapshot_dir, m.history.is_some()) {
+        (Some(d), _) => Some(d.clone()),
+        (None, true) => None,
+        (None, false) => Some(std::path::PathBuf::from(".")),
+    };
+    if let (Some(d), Some(_)) = (&dir, cfg.snapshot_every) {
+        std::fs::create_dir_all(d)
+            .map_err(|e| Error::Input(format!("--snapshot-dir {}: {e}", d.display())))?;
     }
+    m.snapshots = cfg
+        .snapshot_every
+        .map(|every| snapshot::SnapshotPlan { every, dir });
     let Some(path) = &cfg.loadvm else {
         return guest.load(m);
     };

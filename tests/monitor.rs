@@ -306,7 +306,9 @@ fn replay_seek_goes_back_and_forth_and_replay_break_stops_ahead() {
         .arg(&log)
         .args(["-S", "--snapshot-every", "5000"])
         .arg("-monitor")
-        .arg(format!("unix:{}", sock.display()));
+        .arg(format!("unix:{}", sock.display()))
+        // Without --snapshot-dir the history stays in memory: no file here.
+        .current_dir(&d);
     let mut child = spawn(cmd);
     let mut m = Client::connect(&sock, &mut child);
     m.wait_paused().unwrap();
@@ -354,6 +356,12 @@ fn replay_seek_goes_back_and_forth_and_replay_break_stops_ahead() {
     assert_eq!(stat(&o, "icount"), stat(&rec, "icount"), "{what}");
     assert_eq!(stat(&o, "state-hash"), stat(&rec, "state-hash"), "{what}");
     assert_eq!(o.stdout, rec.stdout, "the serial output once");
+    let files: Vec<_> = std::fs::read_dir(&d)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cjsnap"))
+        .collect();
+    assert!(files.is_empty(), "no snapshot files: {files:?}");
 
     // Not a replay: refused.
     let sock = d.join("plain.sock");
