@@ -249,7 +249,6 @@ impl Machine {
         let cpu = self.engine.cpu_mut();
         *cpu = cpu.power_on_keeping_clock();
         self.engine.flush_tlb();
-        self.apply_watchpoints();
         self.pc.borrow_mut().reset();
     }
 
@@ -261,15 +260,10 @@ impl Machine {
         self.engine.set_breakpoints(rips);
     }
 
-    /// Hand the debugger's watchpoints to the engine (after a change, and
-    /// after the CPU state was replaced: reset, snapshot load).
+    /// Hand the debugger's watchpoints to the engine (they stay across
+    /// resets and snapshot loads).
     pub fn apply_watchpoints(&mut self) {
-        let watches = self.control.watches.clone();
-        let tlb = &mut self.engine.cpu_mut().tlb;
-        tlb.watch.set(watches);
-        // Pages now watched must leave the TLB; pages no longer watched may
-        // come back.
-        tlb.flush_all();
+        self.engine.set_watchpoints(self.control.watches.clone());
     }
 
     /// The machine's hardware as (name, value) pairs, in a fixed order:
@@ -379,7 +373,8 @@ impl Machine {
         self.delivered_at = (u64::MAX, 0);
         self.stop = None;
         self.last_snapshot = Some(icount);
-        self.apply_watchpoints();
+        // A watchpoint hit of the state left behind is not this one's.
+        let _ = self.engine.take_watch_hit();
     }
 
     /// Live inputs to COM1 (recorded when recording), and a checkpoint if

@@ -223,7 +223,7 @@ impl Control {
 
 /// Why to pause at this loop top, if at all.
 fn pause_due(m: &mut Machine) -> Option<PauseCause> {
-    if let Some(hit) = m.engine.cpu_mut().tlb.watch.take_hit() {
+    if let Some(hit) = m.engine.take_watch_hit() {
         return Some(PauseCause::Watch(hit));
     }
     let (icount, rip) = (m.engine.cpu().icount, m.engine.cpu().rip);

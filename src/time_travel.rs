@@ -187,7 +187,7 @@ fn run_to(
         // instruction. Going back, the machine stops before that
         // instruction, as gdb expects in reverse: the first moment of its
         // count after the interrupts delivered there.
-        let watched = m.engine.cpu_mut().tlb.watch.take_hit();
+        let watched = m.engine.take_watch_hit();
         if let Some((hits, inclusive)) = scan.as_mut() {
             if let Some(hit) = watched.filter(|_| p.icount > 0) {
                 let began = m.position_at(p.icount - 1);

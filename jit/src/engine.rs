@@ -238,6 +238,21 @@ impl Engine {
         self.break_skip = Some(rip);
     }
 
+    /// Stop right after any instruction that accesses these linear ranges
+    /// (a debugger's watchpoints; see `crate::watchpoint`). They live with
+    /// the memory, so replacing the CPU state keeps them.
+    pub fn set_watchpoints(&mut self, watches: Vec<crate::watchpoint::Watch>) {
+        self.cx.mem.watch.set(watches);
+        // Pages now watched must leave the TLB; pages no longer watched
+        // may come back.
+        self.cx.cpu.tlb.flush_all();
+    }
+
+    /// The watchpoint hit since the last call, if any.
+    pub fn take_watch_hit(&mut self) -> Option<crate::watchpoint::WatchHit> {
+        self.cx.mem.watch.take_hit()
+    }
+
     /// Drop all cached address translations (after changing paging state
     /// from outside).
     pub fn flush_tlb(&mut self) {

@@ -97,6 +97,11 @@ pub struct GuestMemory {
     code_pages: Vec<u8>,
     /// Code pages written since the engine last looked.
     dirty_code_pages: BTreeSet<u64>,
+    /// Data watchpoints (a debugger's): kept here, beside the code-page
+    /// marks, because both decide which accesses must take the slow path,
+    /// and because the memory outlives any replacement of the CPU state
+    /// (reset, snapshot load). See `crate::watchpoint`.
+    pub watch: crate::watchpoint::WatchSet,
 }
 
 impl GuestMemory {
@@ -118,6 +123,7 @@ impl GuestMemory {
             mmio: Vec::new(),
             code_pages: vec![0; (size >> 12) as usize],
             dirty_code_pages: BTreeSet::new(),
+            watch: Default::default(),
         })
     }
 

@@ -244,7 +244,8 @@ fn translate_and_fill(
             if mem.is_code_page(phys_page.page()) {
                 perms.write = false;
             }
-            if cpu.tlb.watch.is_empty() || cpu.tlb.watch.page_cacheable(lin & !PAGE_MASK) {
+            // Watched pages stay out: every access to them is checked.
+            if mem.watch.is_empty() || mem.watch.page_cacheable(lin & !PAGE_MASK) {
                 cpu.tlb.fill(lin, host, perms);
             }
         }
@@ -256,12 +257,12 @@ fn translate_and_fill(
 /// ends the block after this instruction, so the run loop sees it at the
 /// exact count.
 #[inline(always)]
-fn note_watched(cpu: &mut CpuState, lin: u64, len: u64, write: bool) {
-    if cpu.tlb.watch.is_empty() {
+fn note_watched(cpu: &mut CpuState, mem: &mut GuestMemory, lin: u64, len: u64, write: bool) {
+    if mem.watch.is_empty() {
         return;
     }
-    cpu.tlb.watch.note(lin, len, write);
-    if cpu.tlb.watch.has_hit() {
+    mem.watch.note(lin, len, write);
+    if mem.watch.has_hit() {
         cpu.exit_req |= exit_req::DEVICE | exit_req::END_BLOCK;
     }
 }
@@ -326,7 +327,7 @@ pub fn read_slow(
     let n = w.bytes() as u64;
     if (lin & PAGE_MASK) + n <= 0x1000 {
         let phys = translate_and_fill(cpu, mem, lin, Access::Read)?;
-        note_watched(cpu, lin, n, false);
+        note_watched(cpu, mem, lin, n, false);
         return Ok(phys_read(cpu, mem, io, phys, w));
     }
     // Crosses a page: translate both pages first, then read byte by byte.
@@ -334,7 +335,7 @@ pub fn read_slow(
     check_canonical(cpu, second)?;
     let p1 = translate_and_fill(cpu, mem, lin, Access::Read)?;
     let p2 = translate_and_fill(cpu, mem, second, Access::Read)?;
-    note_watched(cpu, lin, n, false);
+    note_watched(cpu, mem, lin, n, false);
     let first_len = 0x1000 - (lin & PAGE_MASK);
     let mut v = 0u64;
     for i in 0..n {
@@ -362,7 +363,7 @@ pub fn write_slow(
     let n = w.bytes() as u64;
     if (lin & PAGE_MASK) + n <= 0x1000 {
         let phys = translate_and_fill(cpu, mem, lin, Access::Write)?;
-        note_watched(cpu, lin, n, true);
+        note_watched(cpu, mem, lin, n, true);
         phys_write(cpu, mem, io, phys, w, v);
         return Ok(());
     }
@@ -370,7 +371,7 @@ pub fn write_slow(
     check_canonical(cpu, second)?;
     let p1 = translate_and_fill(cpu, mem, lin, Access::Write)?;
     let p2 = translate_and_fill(cpu, mem, second, Access::Write)?;
-    note_watched(cpu, lin, n, true);
+    note_watched(cpu, mem, lin, n, true);
     let first_len = 0x1000 - (lin & PAGE_MASK);
     for i in 0..n {
         let p = if i < first_len {

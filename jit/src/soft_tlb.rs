@@ -69,9 +69,6 @@ pub struct SoftTlb {
     global: [bool; TLB_ENTRIES],
     /// Which code entries map global pages.
     code_global: [bool; CODE_TLB_ENTRIES],
-    /// Data watchpoints: their pages are never entered, so every access
-    /// to them takes the slow path, which checks them.
-    pub watch: crate::watchpoint::WatchSet,
 }
 
 impl Default for SoftTlb {
@@ -88,7 +85,6 @@ impl SoftTlb {
             code: [CodeTlbEntry::EMPTY; CODE_TLB_ENTRIES],
             global: [false; TLB_ENTRIES],
             code_global: [false; CODE_TLB_ENTRIES],
-            watch: Default::default(),
         }
     }
 

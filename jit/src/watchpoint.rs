@@ -2,8 +2,9 @@
 //! address ranges whose accesses stop the machine after the accessing
 //! instruction.
 //!
-//! They cost nothing when none is set. When some are, the soft TLB keeps
-//! no data entry for a page a range touches, so every access to such a page
+//! The set lives in `GuestMemory::watch` (set through
+//! `Engine::set_watchpoints`). They cost nothing when none is set. When
+//! some are, the soft TLB keeps no data entry for a page a range touches, so every access to such a page
 //! (interpreted or compiled) takes the slow path, which checks the ranges,
 //! records the hit and ends the block after the instruction
 //! (`exit_req::DEVICE`), so the run loop sees it at the exact count.

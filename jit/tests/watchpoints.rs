@@ -34,8 +34,7 @@ fn engine(accel: Accel, watches: Vec<Watch>) -> Engine {
         .write_phys(GuestPhysAddr(0x1000), &code)
         .unwrap();
     setup::flat_long_mode(&mut e, GuestPhysAddr(0x3000), 0x1000, 0x10_0000).unwrap();
-    e.cpu_mut().tlb.watch.set(watches);
-    e.flush_tlb();
+    e.set_watchpoints(watches);
     e
 }
 
@@ -46,7 +45,7 @@ fn stops(mut e: Engine) -> (Vec<(u64, u64)>, u64) {
         match e.run(1_000_000) {
             Exit::Halted => return (got, e.cpu().icount),
             Exit::Device => {
-                if e.cpu_mut().tlb.watch.take_hit().is_some() {
+                if e.take_watch_hit().is_some() {
                     got.push((e.cpu().icount, e.cpu().reg(Gpr::Rcx)));
                 }
             }
